@@ -1,0 +1,127 @@
+"""Which body a raster shows, and how many metres one of its pixels spans there.
+
+Planetary rasters rarely carry authority codes: ISIS3 cubes and the Apollo GeoTIFFs name their datum freely
+("D_Mars", "GCS_VESTA", or just "unnamed ellipse" with a lunar radius). Detection therefore reads body names
+from the WKT first, then IAU_2015 authority codes, then falls back to the ellipsoid radius, which is what really
+matters for ground distances. Earth is recognised too, so the plugin can say "this is not a planetary raster"
+instead of mislabelling it. Never QGIS's Earth constant for degrees: distances use the detected body's radius.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Body:
+    """A body with its IAU 2015 mean radius and the radius range its ellipsoids show in the wild."""
+
+    name: str
+    mean_radius_m: float
+    radius_range_m: tuple[float, float]
+    iau_code: int  # NAIF id * 100, the base of PROJ's IAU_2015 codes for this body
+    names: tuple[str, ...]  # lower-case words that name it in WKT
+
+
+MARS = Body("Mars", 3389500.0, (3.30e6, 3.45e6), 49900, ("mars", "martian"))
+MOON = Body("Moon", 1737400.0, (1.70e6, 1.78e6), 30100, ("moon", "lunar", "luna"))
+VESTA = Body("Vesta", 262700.0, (2.0e5, 3.0e5), 200000400, ("vesta",))
+EARTH = Body("Earth", 6371008.8, (6.30e6, 6.40e6), 39900, ("earth", "wgs", "wgs84", "grs", "grs80", "nad",
+                                                             "etrs", "osgb", "clarke", "bessel"))
+PLANETARY_BODIES: tuple[Body, ...] = (MARS, MOON, VESTA)
+ALL_BODIES: tuple[Body, ...] = PLANETARY_BODIES + (EARTH,)
+BY_NAME = {b.name: b for b in ALL_BODIES}
+
+_ELLIPSOID = re.compile(r'(?:ELLIPSOID|SPHEROID)\s*\[\s*"([^"]*)"\s*,\s*([0-9.eE+-]+)', re.IGNORECASE)
+_IAU_CODE = re.compile(r'ID\s*\[\s*"IAU(?:_2015)?"\s*,\s*(\d+)', re.IGNORECASE)
+_NAME_WORDS = re.compile(r'(?:GEOGCRS|GEOGCS|BASEGEOGCRS|DATUM|ELLIPSOID|SPHEROID|PROJCRS|PROJCS)\s*\[\s*"([^"]*)"',
+                         re.IGNORECASE)
+
+
+def body_by_name(name: str) -> Body:
+    """Look a body up by its name (case-insensitive); used for the user's override."""
+    for b in ALL_BODIES:
+        if b.name.lower() == name.strip().lower():
+            return b
+    raise ValueError(f"unknown body '{name}'; choose one of {[b.name for b in PLANETARY_BODIES]}")
+
+
+def semi_major_axis_m(wkt: str) -> float | None:
+    """Semi-major axis of the (first) ellipsoid in a WKT1 or WKT2 string, in metres."""
+    m = _ELLIPSOID.search(wkt or "")
+    return float(m.group(2)) if m else None
+
+
+def _by_iau_code(wkt: str) -> Body | None:
+    for code in (int(c) for c in _IAU_CODE.findall(wkt)):
+        for b in ALL_BODIES:
+            if code // 100 == b.iau_code // 100:
+                return b
+    return None
+
+
+def _by_name_words(wkt: str) -> Body | None:
+    words = set()
+    for name in _NAME_WORDS.findall(wkt):
+        words.update(w for w in re.split(r"[^a-z0-9]+", name.lower()) if w)
+    for b in ALL_BODIES:
+        if words & set(b.names):
+            return b
+    return None
+
+
+def _by_radius(radius: float | None) -> Body | None:
+    if radius is None:
+        return None
+    for b in ALL_BODIES:
+        lo, hi = b.radius_range_m
+        if lo <= radius <= hi:
+            return b
+    return None
+
+
+def detect_body(wkt: str, authid: str = "") -> Body | None:
+    """Body named by a CRS (WKT and, where QGIS has one, its auth id such as ``IAU_2015:49900``).
+
+    The radius must agree with a name found in the text: a "Mars" datum on an Earth-sized ellipsoid is not
+    trusted. Returns None when nothing identifies a body.
+    """
+    text = wkt or ""
+    radius = semi_major_axis_m(text)
+    by_radius = _by_radius(radius)
+    code_match = re.match(r"IAU(?:_2015)?:(\d+)", authid or "", re.IGNORECASE)
+    by_code = None
+    if code_match:
+        code = int(code_match.group(1))
+        by_code = next((b for b in ALL_BODIES if code // 100 == b.iau_code // 100), None)
+    if authid.upper().startswith("EPSG:"):
+        by_code = by_code or (EARTH if by_radius in (None, EARTH) else None)
+    for candidate in (by_code, _by_iau_code(text), _by_name_words(text)):
+        if candidate is not None and (radius is None or by_radius is candidate):
+            return candidate
+    return by_radius
+
+
+def ground_pixel_size_m(body: Body, pixel_x: float, pixel_y: float, geographic: bool,
+                        centre_lat_deg: float = 0.0, unit_to_m: float = 1.0,
+                        radius_m: float | None = None) -> tuple[float, float]:
+    """Ground size (x, y) in metres of one pixel of ``pixel_x`` by ``pixel_y`` CRS units.
+
+    Geographic CRSs: degrees on the body's sphere (the CRS's own radius where known), x shrinking with
+    cos(latitude). Projected CRSs: the CRS's linear unit (metres times ``unit_to_m``); the projection's scale
+    distortion is not corrected, which is small within one map extent.
+    """
+    if geographic:
+        r = radius_m or body.mean_radius_m
+        metres_per_degree = math.pi * r / 180.0
+        coslat = max(math.cos(math.radians(min(max(centre_lat_deg, -90.0), 90.0))), 1e-6)
+        return abs(pixel_x) * metres_per_degree * coslat, abs(pixel_y) * metres_per_degree
+    return abs(pixel_x) * unit_to_m, abs(pixel_y) * unit_to_m
+
+
+def gsd_m(body: Body, pixel_x: float, pixel_y: float, geographic: bool, centre_lat_deg: float = 0.0,
+          unit_to_m: float = 1.0, radius_m: float | None = None) -> float:
+    """One number for the ground sampling distance: the geometric mean of the x and y pixel sizes."""
+    gx, gy = ground_pixel_size_m(body, pixel_x, pixel_y, geographic, centre_lat_deg, unit_to_m, radius_m)
+    return math.sqrt(gx * gy)

@@ -1,0 +1,279 @@
+"""The model contract: the one definition of what a Planet Terrain ONNX file promises.
+
+Every fact the plugin needs to use a model correctly (class list and output order, input size, normalisation,
+temperature, abstention threshold, bodies, ground-sampling range, version, metrics) travels inside the ONNX file
+as ``metadata_props``. This module is the only place that schema is written down: ``export/`` imports it to
+write the keys, the plugin imports it to read them. Parsing is strict: a missing or malformed key raises
+:class:`ContractError` naming the key and the file, because a silently defaulted normalisation or threshold
+gives confident wrong answers.
+
+No Qt, no torch, no onnx package: reading uses onnxruntime's model metadata, which the plugin already needs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+#: Bump when a key is added, removed or changes meaning. Files with a newer schema are refused with a clear
+#: message (the plugin is too old), older ones are refused too until a migration is written.
+SCHEMA_VERSION = 1
+#: Every key lives under this prefix so that foreign metadata in the same file never collides.
+KEY_PREFIX = "planet_terrain."
+#: Channel modes the preprocessing knows. ``luminance3``: one luminance channel replicated to 3.
+CHANNEL_MODES = ("luminance3",)
+#: Class id and label given to an abstained prediction. The dataset's class 0 ("other") is handled this way.
+UNKNOWN_ID = 0
+UNKNOWN_LABEL = "unknown"
+#: Bodies the plugin knows (see ``bodies.py``); the contract names the ones each class can occur on.
+KNOWN_BODIES = ("Mars", "Moon", "Vesta")
+
+
+class ContractError(ValueError):
+    """A model file whose contract is missing, malformed or unsupported; the message says which key and file."""
+
+    def __init__(self, source: str, key: str | None, problem: str, hint: str = "") -> None:
+        where = f"key '{KEY_PREFIX}{key}' " if key else ""
+        msg = f"Model '{source}': {where}{problem}"
+        if hint:
+            msg += f" {hint}"
+        super().__init__(msg)
+        self.source, self.key, self.problem = source, key, problem
+
+
+@dataclass(frozen=True)
+class TerrainClass:
+    """One output of the network: dataset class id, human name, bodies where the landform can occur."""
+
+    id: int
+    name: str
+    bodies: tuple[str, ...]
+
+    @property
+    def field_name(self) -> str:
+        """Attribute-safe name used for the ``p_<class>`` probability fields."""
+        return "p_" + "_".join(self.name.lower().split())
+
+
+#: The HiRISE map-proj-v3 landforms (Wagstaff et al., Zenodo 10.5281/zenodo.2538136) the default model learns,
+#: in network output order. Class 0 ("other") is not an output: it is what abstention reports.
+#: Dunes and slope streaks need wind or volatiles moving on the surface; spiders and swiss cheese are Martian
+#: CO2-ice forms; craters and ejecta occur on every rocky body.
+HIRISE_LANDFORMS: tuple[TerrainClass, ...] = (
+    TerrainClass(1, "crater", ("Mars", "Moon", "Vesta")),
+    TerrainClass(2, "dark dune", ("Mars",)),
+    TerrainClass(3, "slope streak", ("Mars",)),
+    TerrainClass(4, "bright dune", ("Mars",)),
+    TerrainClass(5, "impact ejecta", ("Mars", "Moon", "Vesta")),
+    TerrainClass(6, "swiss cheese", ("Mars",)),
+    TerrainClass(7, "spider", ("Mars",)),
+)
+#: Name of dataset class 0, the catch-all that abstention stands for.
+HIRISE_OTHER = TerrainClass(UNKNOWN_ID, "other", KNOWN_BODIES)
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What a model file promises; parsed once per file and handed to every stage of the pipeline."""
+
+    model_name: str
+    model_version: str
+    classes: tuple[TerrainClass, ...]
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    temperature: float
+    threshold: float
+    bodies: tuple[str, ...]
+    gsd_range_m: tuple[float, float]
+    channel_mode: str = "luminance3"
+    #: Percentiles of the per-image 8-bit stretch (low, high) applied before resizing, in training and plugin.
+    stretch_percentiles: tuple[float, float] = (0.5, 99.5)
+    #: Minimum share of valid (non-nodata) pixels for an image to be classified at all.
+    min_valid_fraction: float = 0.5
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        self.validate("<in memory>")
+
+    # -- derived facts -------------------------------------------------------------------------------------
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.classes)
+
+    @property
+    def class_ids(self) -> tuple[int, ...]:
+        return tuple(c.id for c in self.classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def label_for(self, class_id: int) -> str:
+        """Human label for a class id, ``unknown`` for the abstention id."""
+        if class_id == UNKNOWN_ID:
+            return UNKNOWN_LABEL
+        for c in self.classes:
+            if c.id == class_id:
+                return c.name
+        raise KeyError(class_id)
+
+    def allowed_mask(self, body: str | None) -> tuple[bool, ...]:
+        """Which outputs can occur on ``body``; every output when the body is unknown."""
+        if body is None or body not in KNOWN_BODIES:
+            return tuple(True for _ in self.classes)
+        return tuple(body in c.bodies for c in self.classes)
+
+    def replace(self, **changes: Any) -> "ModelContract":
+        return dataclasses.replace(self, **changes)
+
+    # -- validation ------------------------------------------------------------------------------------------
+    def validate(self, source: str) -> None:
+        """Raise :class:`ContractError` on values that would make the pipeline wrong rather than fail."""
+        if not self.classes:
+            raise ContractError(source, "classes", "lists no classes.")
+        ids = [c.id for c in self.classes]
+        if len(set(ids)) != len(ids) or UNKNOWN_ID in ids:
+            raise ContractError(source, "classes", f"has duplicate ids or uses the reserved id {UNKNOWN_ID}: {ids}.")
+        for c in self.classes:
+            bad = [b for b in c.bodies if b not in KNOWN_BODIES]
+            if bad or not c.bodies:
+                raise ContractError(source, "classes", f"class '{c.name}' names unknown bodies {bad or c.bodies}.")
+        if not (8 <= self.input_size <= 4096):
+            raise ContractError(source, "input_size", f"must be 8..4096, got {self.input_size}.")
+        if self.channel_mode not in CHANNEL_MODES:
+            raise ContractError(source, "channel_mode", f"'{self.channel_mode}' is not one of {CHANNEL_MODES}.")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            raise ContractError(source, "normalisation", "needs 3 means and 3 positive stds.")
+        if not (self.temperature > 0):
+            raise ContractError(source, "temperature", f"must be > 0, got {self.temperature}.")
+        if not (0.0 <= self.threshold <= 1.0):
+            raise ContractError(source, "threshold", f"must be in [0, 1], got {self.threshold}.")
+        lo, hi = self.gsd_range_m
+        if not (0 < lo <= hi):
+            raise ContractError(source, "gsd_range_m", f"must be 0 < min <= max, got {self.gsd_range_m}.")
+        plo, phi = self.stretch_percentiles
+        if not (0 <= plo < phi <= 100):
+            raise ContractError(source, "stretch_percentiles", f"must be 0 <= low < high <= 100, got {self.stretch_percentiles}.")
+        if not (0 < self.min_valid_fraction <= 1):
+            raise ContractError(source, "min_valid_fraction", f"must be in (0, 1], got {self.min_valid_fraction}.")
+        bad = [b for b in self.bodies if b not in KNOWN_BODIES]
+        if bad or not self.bodies:
+            raise ContractError(source, "bodies", f"names unknown bodies {bad or self.bodies}; known: {KNOWN_BODIES}.")
+
+    # -- (de)serialisation -----------------------------------------------------------------------------------
+    def to_metadata(self) -> dict[str, str]:
+        """The ``metadata_props`` entries (all strings, JSON where structured) that embed this contract."""
+        plain = {
+            "schema_version": self.schema_version,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "classes": [{"id": c.id, "name": c.name, "bodies": list(c.bodies)} for c in self.classes],
+            "input_size": self.input_size,
+            "channel_mode": self.channel_mode,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "stretch_percentiles": list(self.stretch_percentiles),
+            "min_valid_fraction": self.min_valid_fraction,
+            "temperature": self.temperature,
+            "threshold": self.threshold,
+            "bodies": list(self.bodies),
+            "gsd_range_m": list(self.gsd_range_m),
+            "metrics": dict(self.metrics),
+        }
+        return {KEY_PREFIX + k: json.dumps(v) for k, v in plain.items()}
+
+    @classmethod
+    def from_metadata(cls, props: Mapping[str, str], source: str) -> "ModelContract":
+        """Parse and validate ``metadata_props``; every problem names its key and ``source``."""
+        if not any(k.startswith(KEY_PREFIX) for k in props):
+            raise ContractError(
+                source, None, "carries no Planet Terrain contract (no 'planet_terrain.*' metadata).",
+                "Export it with `make export` (export/to_onnx.py) or pick a model made for this plugin.")
+        reader = _KeyReader(props, source)
+        version = reader.get("schema_version", int)
+        if version > SCHEMA_VERSION:
+            raise ContractError(source, "schema_version",
+                                f"is {version}, newer than this plugin understands ({SCHEMA_VERSION}).",
+                                "Update the Planet Terrain plugin.")
+        if version < 1:
+            raise ContractError(source, "schema_version", f"is {version}, which no plugin version wrote.")
+        classes = tuple(_parse_class(item, source) for item in reader.get("classes", list))
+        fields = dict(
+            model_name=reader.get("model_name", str),
+            model_version=reader.get("model_version", str),
+            classes=classes,
+            input_size=reader.get("input_size", int),
+            channel_mode=reader.get("channel_mode", str),
+            mean=_floats(reader, "mean", 3),
+            std=_floats(reader, "std", 3),
+            stretch_percentiles=_floats(reader, "stretch_percentiles", 2),
+            min_valid_fraction=reader.get("min_valid_fraction", float),
+            temperature=reader.get("temperature", float),
+            threshold=reader.get("threshold", float),
+            bodies=tuple(reader.get("bodies", list)),
+            gsd_range_m=_floats(reader, "gsd_range_m", 2),
+            metrics=reader.get("metrics", dict),
+            schema_version=version,
+        )
+        try:
+            return cls(**fields)
+        except ContractError as exc:  # validation ran with source "<in memory>": name the real file
+            raise ContractError(source, exc.key, exc.problem) from None
+
+
+class _KeyReader:
+    """Reads one JSON-encoded key, raising a :class:`ContractError` that names it when missing or mistyped."""
+
+    def __init__(self, props: Mapping[str, str], source: str) -> None:
+        self.props, self.source = props, source
+
+    def get(self, key: str, kind: type) -> Any:
+        full = KEY_PREFIX + key
+        if full not in self.props:
+            raise ContractError(self.source, key, "is missing.", "Re-export the model with `make export`.")
+        try:
+            value = json.loads(self.props[full])
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise ContractError(self.source, key, f"is not valid JSON ({exc}).") from None
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise ContractError(self.source, key, f"should be {kind.__name__}, got {type(value).__name__}.")
+        return value
+
+
+def _floats(reader: _KeyReader, key: str, n: int) -> tuple[float, ...]:
+    values = reader.get(key, list)
+    if len(values) != n or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ContractError(reader.source, key, f"should be a list of {n} numbers, got {values!r}.")
+    return tuple(float(v) for v in values)
+
+
+def _parse_class(item: Any, source: str) -> TerrainClass:
+    try:
+        return TerrainClass(int(item["id"]), str(item["name"]), tuple(str(b) for b in item["bodies"]))
+    except (TypeError, KeyError, ValueError):
+        raise ContractError(source, "classes", f"entry {item!r} needs 'id', 'name' and 'bodies'.") from None
+
+
+def read_contract(path: str) -> ModelContract:
+    """Read the contract embedded in an ONNX file (via onnxruntime, which only parses the model header)."""
+    import os
+
+    if not os.path.isfile(path):
+        raise ContractError(path, None, "does not exist.", "Check the path or install a model (see README).")
+    if os.path.getsize(path) == 0:
+        raise ContractError(path, None, "is an empty file.", "Re-download or re-export the model.")
+    import onnxruntime as ort
+
+    try:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several private exception types
+        raise ContractError(path, None, f"is not a readable ONNX model ({type(exc).__name__}: {exc}).",
+                            "The file may be truncated or not ONNX; re-export or re-install it.") from None
+    return ModelContract.from_metadata(sess.get_modelmeta().custom_metadata_map, path)

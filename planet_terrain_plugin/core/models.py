@@ -1,0 +1,65 @@
+"""Where the shipped models live and which variant suits the active execution provider.
+
+``export/`` writes ``<name>.fp32.onnx``, ``<name>.int8.onnx`` and ``<name>.fp16.onnx`` variants; the plugin
+ships the ones that fit and picks: int8 on CPU when its recorded macro-F1 is within
+:data:`INT8_TOLERANCE` of fp32 (the contract's metrics say so), fp16/fp32 on GPUs, else fp32.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL_NAME = "planet_terrain_resnet50"
+#: Largest macro-F1 loss (absolute) accepted for the int8 variant to be the CPU default.
+INT8_TOLERANCE = 0.005
+ENV_MODEL = "PLANET_TERRAIN_MODEL"
+
+
+class NoModelError(FileNotFoundError):
+    """No model is installed; the message says how to get one."""
+
+
+def variant_path(variant: str, models_dir: Path = MODELS_DIR, name: str = DEFAULT_MODEL_NAME) -> Path:
+    return models_dir / f"{name}.{variant}.onnx"
+
+
+def installed_variants(models_dir: Path = MODELS_DIR, name: str = DEFAULT_MODEL_NAME) -> dict[str, Path]:
+    """The variants present on disk, by variant name (fp32, int8, fp16)."""
+    return {v: variant_path(v, models_dir, name) for v in ("fp32", "int8", "fp16")
+            if variant_path(v, models_dir, name).is_file()}
+
+
+def int8_is_acceptable(int8_metrics: dict) -> bool:
+    """int8 is the CPU default only if export recorded its macro-F1 loss against fp32 within tolerance."""
+    try:
+        return float(int8_metrics["macro_f1_delta_vs_fp32"]) >= -INT8_TOLERANCE
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def default_model_path(provider_hint: str = "CPUExecutionProvider", models_dir: Path = MODELS_DIR) -> Path:
+    """The shipped model file to use, or :class:`NoModelError` explaining how to install one.
+
+    ``PLANET_TERRAIN_MODEL`` overrides everything (a user's own export). On GPU providers fp16, then fp32;
+    on CPU int8 when acceptable, else fp32, else whatever is there.
+    """
+    env = os.environ.get(ENV_MODEL)
+    if env:
+        return Path(env)
+    found = installed_variants(models_dir)
+    if not found:
+        raise NoModelError(
+            f"No default model is installed in {models_dir}. Train and export one with `make train export` "
+            "(see README, 'The model'), or install a model file with 'Planet Terrain > Install model file…' "
+            "or the Processing algorithm's model parameter.")
+    if provider_hint != "CPUExecutionProvider":
+        order = ["fp16", "fp32", "int8"]
+    else:
+        order = ["fp32", "int8", "fp16"]
+        if "int8" in found:
+            from .contract import read_contract
+
+            if int8_is_acceptable(dict(read_contract(str(found["int8"])).metrics)):
+                order = ["int8", "fp32", "fp16"]
+    return next(found[v] for v in order if v in found)
