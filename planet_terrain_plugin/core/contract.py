@@ -141,8 +141,8 @@ class ModelContract:
             bad = [b for b in c.bodies if b not in KNOWN_BODIES]
             if bad or not c.bodies:
                 raise ContractError(source, "classes", f"class '{c.name}' names unknown bodies {bad or c.bodies}.")
-        if not (8 <= self.input_size <= 4096):
-            raise ContractError(source, "input_size", f"must be 8..4096, got {self.input_size}.")
+        if not (2 <= self.input_size <= 4096):
+            raise ContractError(source, "input_size", f"must be 2..4096, got {self.input_size}.")
         if self.channel_mode not in CHANNEL_MODES:
             raise ContractError(source, "channel_mode", f"'{self.channel_mode}' is not one of {CHANNEL_MODES}.")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):

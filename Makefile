@@ -1,0 +1,54 @@
+# Planet Terrain: every command a developer or CI needs. `make help` lists them.
+# Works from nothing on Debian 12: the first target that needs them installs QGIS (apt) and the venv (pip).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SYS_PY ?= /usr/bin/python3
+APT_PACKAGES := qgis python3-qgis qgis-providers xvfb python3-venv python3-pip
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SHARED ?= $(abspath ../shared)
+RASTER ?= $(SHARED)/data/rasters/AS15-M-0295_SML_geo.tif
+OUT ?= build/demo
+PLUGIN := planet_terrain_plugin
+VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
+QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
+export QT_QPA_PLATFORM ?= offscreen
+
+.DEFAULT_GOAL := help
+.PHONY: help sysdeps venv test demo deploy package clean
+
+help: ## List the commands
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
+
+sysdeps: ## Install Debian's QGIS 3.22 and friends (apt; skipped when present)
+	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then echo "system packages present"; else \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); fi
+
+$(VENV)/.installed: requirements-dev.txt
+	@$(MAKE) --no-print-directory sysdeps
+	@test -x $(PY) || $(SYS_PY) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed ## Create the venv (QGIS's Python + pinned requirements-dev.txt)
+
+test: venv ## Run the test suite inside a real, headless QGIS
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: venv ## Classify the shipped Apollo 15 Moon raster with the shipped model (headless qgis_process)
+	$(PY) -m scripts.demo --raster "$(RASTER)" --out "$(OUT)"
+
+deploy: ## Link the plugin into your QGIS profile (QGIS_PROFILE=... to choose another)
+	mkdir -p "$(QGIS_PROFILE)/python/plugins"
+	ln -sfn "$(abspath $(PLUGIN))" "$(QGIS_PROFILE)/python/plugins/$(PLUGIN)"
+	@echo "Linked. Restart QGIS and enable 'Planet Terrain' in Plugins > Manage and Install Plugins."
+
+package: ## Build dist/planet_terrain_plugin-<version>.zip for "Install from ZIP" / the plugin repository
+	$(SYS_PY) -m scripts.package --out dist
+
+clean: ## Remove build outputs (keeps the venv)
+	rm -rf build dist .pytest_cache .hypothesis
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+-include training.mk

@@ -1,0 +1,108 @@
+"""Preprocessing: golden values computed by hand, every dtype and band count, nodata, and property tests."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from model_factory import tiny_contract
+from paths import HIRISE_V3
+from planet_terrain_plugin.core.images import read_image
+from planet_terrain_plugin.core.preprocess import (
+    MostlyNodataError, preprocess, resize, stretch_to_uint8, stretched_gray, to_luminance)
+
+
+def test_resize_upsample_golden():
+    # 2 -> 4 with a triangle filter: [a, .75a+.25b, .25a+.75b, b] along each axis.
+    out = resize(np.array([[0.0, 100.0], [200.0, 300.0]]), 4)
+    row0 = [0, 25, 75, 100]
+    row3 = [200, 225, 275, 300]
+    expected = np.array([row0, [50, 75, 125, 150], [150, 175, 225, 250], row3], float)
+    np.testing.assert_allclose(out, expected, atol=1e-12)
+
+
+def test_resize_downsample_averages_instead_of_aliasing():
+    checker = np.indices((64, 64)).sum(axis=0) % 2 * 255.0  # 1-pixel checkerboard
+    out = resize(checker, 16)
+    np.testing.assert_allclose(out, 127.5, atol=1.0)  # nearest-neighbour would give all 0 or all 255
+
+
+def test_stretch_golden_with_full_range_percentiles():
+    lum = np.array([[0.0, 100.0], [200.0, 300.0]])
+    out = stretch_to_uint8(lum, np.ones_like(lum, bool), (0.0, 100.0))
+    np.testing.assert_array_equal(out, [[0, 85], [170, 255]])
+
+
+def test_whole_path_golden():
+    c = tiny_contract(input_size=4, stretch_percentiles=(0.0, 100.0), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    block = np.array([[0, 1000], [2000, 3000]], dtype=np.uint16)
+    t = preprocess(block, c).tensor
+    gray = np.array([[0, 85], [170, 255]], float)
+    ref = resize(gray, 4) / 255.0
+    assert t.shape == (3, 4, 4) and t.dtype == np.float32
+    for ch in range(3):
+        np.testing.assert_allclose(t[ch], (ref - 0.5) / 0.5, atol=1e-6)
+    assert t[0, 0, 0] == pytest.approx(-1.0) and t[0, 3, 3] == pytest.approx(1.0)
+
+
+def test_rgb_uses_rec601_luma_and_ignores_alpha():
+    rgba = np.zeros((4, 2, 2), np.uint8)
+    rgba[0] = 255  # pure red
+    rgba[3] = 7  # alpha must not matter
+    np.testing.assert_allclose(to_luminance(rgba), 0.299 * 255)
+
+
+def test_nodata_is_masked_and_filled_with_the_valid_mean():
+    c = tiny_contract(stretch_percentiles=(0.0, 100.0))
+    block = np.array([[-32768, 10, 20], [30, -32768, 40]], np.int16)
+    gray, fraction = stretched_gray(block, c, block == -32768)
+    assert fraction == pytest.approx(4 / 6)
+    valid = gray[block != -32768]
+    np.testing.assert_array_equal(valid, [0, 85, 170, 255])
+    assert gray[0, 0] == gray[1, 1] == np.rint(valid.mean())
+
+
+def test_mostly_nodata_is_refused_with_a_reason():
+    block = np.zeros((10, 10), np.float32)
+    mask = np.ones_like(block, bool)
+    mask[0, :3] = False
+    with pytest.raises(MostlyNodataError, match="3% of the pixels are valid"):
+        preprocess(block, tiny_contract(), mask)
+
+
+def test_nan_and_inf_become_nodata():
+    block = np.array([[np.nan, np.inf, 1.0, 2.0], [3.0, -np.inf, 4.0, 5.0]], np.float32)
+    gray, fraction = stretched_gray(block, tiny_contract(stretch_percentiles=(0.0, 100.0)))
+    assert fraction == pytest.approx(5 / 8)
+    assert gray.dtype == np.uint8
+
+
+def test_flat_image_is_mid_grey_not_a_division_by_zero():
+    gray, _ = stretched_gray(np.full((5, 5), 7.0), tiny_contract())
+    assert (gray == 128).all()
+
+
+def test_real_hirise_crop():
+    path = next((HIRISE_V3 / "map-proj-v3").glob("*.jpg"))
+    block, mask = read_image(str(path))
+    assert block.shape == (227, 227) and block.dtype == np.uint8 and mask is None
+    t = preprocess(block, tiny_contract()).tensor
+    assert t.shape == (3, 32, 32) and np.isfinite(t).all()
+
+
+@settings(max_examples=120, deadline=None)
+@given(arr=hnp.arrays(dtype=st.sampled_from([np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64]),
+                      shape=st.one_of(hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=40),
+                                      st.tuples(st.integers(1, 5), st.integers(1, 30), st.integers(1, 30)))),
+       nodata_share=st.floats(0, 1))
+def test_any_input_gives_a_finite_tensor_or_a_clear_error(arr, nodata_share):
+    rng = np.random.default_rng(0)
+    mask = rng.random(arr.shape[-2:]) < nodata_share
+    try:
+        t = preprocess(arr, tiny_contract(), mask).tensor
+    except MostlyNodataError as exc:
+        assert "valid" in str(exc)
+    else:
+        assert t.shape == (3, 32, 32) and np.isfinite(t).all()

@@ -1,0 +1,116 @@
+"""onnxruntime sessions: provider choice, fallback, reuse, shape checks; the pipeline and the image CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from model_factory import write_model, write_valid_model, tiny_contract
+from paths import HIRISE_V3, RASTERS
+from planet_terrain_plugin.core import session as session_mod
+from planet_terrain_plugin.core.contract import ContractError
+from planet_terrain_plugin.core.pipeline import batched, classify_blocks
+from planet_terrain_plugin.core.session import candidate_providers, load_model, resolve_preference
+
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    session_mod.clear_cache()
+    return write_valid_model(tmp_path / "tiny.onnx")
+
+
+def test_cpu_session_and_reuse(tiny):
+    m1, m2 = load_model(str(tiny)), load_model(str(tiny))
+    assert m1 is m2, "one session per model file, not one per click"
+    assert m1.provider == "CPUExecutionProvider" and "CPUExecutionProvider" in m1.provider_note
+    out = m1.logits(np.zeros((2, 3, 32, 32), np.float32))
+    assert out.shape == (2, 7)
+
+
+def test_rewritten_file_gets_a_new_session(tiny):
+    m1 = load_model(str(tiny))
+    write_valid_model(tiny, temperature=3.0)
+    m2 = load_model(str(tiny))
+    assert m2 is not m1 and m2.contract.temperature == 3.0
+
+
+def test_provider_order_and_preference():
+    avail = ["CoreMLExecutionProvider", "CPUExecutionProvider", "CUDAExecutionProvider"]
+    assert candidate_providers(avail, None) == ["CUDAExecutionProvider", "CoreMLExecutionProvider",
+                                                "CPUExecutionProvider"]
+    assert candidate_providers(avail, "CPUExecutionProvider")[0] == "CPUExecutionProvider"
+    assert candidate_providers(["CPUExecutionProvider"], "CUDAExecutionProvider") == ["CPUExecutionProvider"]
+    assert resolve_preference("cuda") == "CUDAExecutionProvider"
+    with pytest.raises(ValueError, match="auto, cuda, coreml, cpu"):
+        resolve_preference("tpu")
+
+
+def test_env_variable_selects_provider(monkeypatch):
+    monkeypatch.setenv("PLANET_TERRAIN_PROVIDER", "cpu")
+    assert resolve_preference(None) == "CPUExecutionProvider"
+
+
+def test_cuda_that_cannot_start_falls_back_to_cpu_and_says_so(tiny, monkeypatch):
+    """onnxruntime is real; only its list of available providers claims a GPU this machine does not have."""
+    ort = session_mod.import_onnxruntime()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    m = load_model(str(tiny))
+    assert m.provider == "CPUExecutionProvider"
+    assert "CUDAExecutionProvider" in m.provider_note and "fell back" in m.provider_note
+
+
+def test_wrong_input_shape_is_refused(tmp_path):
+    md = tiny_contract(input_size=64).to_metadata()
+    path = write_model(tmp_path / "shape.onnx", md, input_size=32)
+    with pytest.raises(ContractError, match=r"input_size.*says 64.*\[N, 3, 64, 64\]"):
+        load_model(str(path))
+
+
+def test_class_count_disagreeing_with_contract_is_refused(tmp_path):
+    path = write_model(tmp_path / "classes.onnx", tiny_contract().to_metadata(), num_classes=5)
+    with pytest.raises(ContractError, match="lists 7 classes.*outputs"):
+        load_model(str(path))
+
+
+def test_classify_blocks_on_a_real_raster_with_nodata(tiny):
+    from osgeo import gdal
+
+    ds = gdal.Open(str(RASTERS / "isis2pds__dawnEqui1.cub"))
+    arr = ds.GetRasterBand(1).ReadAsArray()
+    nodata = arr == ds.GetRasterBand(1).GetNoDataValue()
+    assert nodata.any()
+    m = load_model(str(tiny))
+    results = classify_blocks(m, [arr, arr[:5, :5]], [nodata, np.ones((5, 5), bool)], body="Vesta")
+    assert results[0].decision is not None and results[0].decision.body_renormalised
+    assert results[0].decision.label in ("crater", "impact ejecta", "unknown")
+    assert results[1].decision is None and "valid" in results[1].skipped_reason
+
+
+def test_batched():
+    assert list(batched(range(5), 2)) == [[0, 1], [2, 3], [4]]
+    with pytest.raises(ValueError):
+        list(batched([], 0))
+
+
+def test_cli_prints_service_style_json(tiny):
+    images = sorted((HIRISE_V3 / "map-proj-v3").glob("*.jpg"))[:2]
+    proc = subprocess.run([sys.executable, "-m", "planet_terrain_plugin.core", "classify", *map(str, images),
+                           "--model", str(tiny)], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) == 2
+    for rec in lines:
+        assert set(rec["probs"]) == set(tiny_contract().class_names)
+        assert abs(sum(rec["probs"].values()) - 1) < 1e-4
+        assert {"label", "confidence", "abstained", "provider"} <= set(rec)
+
+
+def test_cli_without_model_says_how_to_get_one(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "planet_terrain_plugin.core", "classify", "x.jpg",
+                           "--model", str(tmp_path / "missing.onnx")], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr

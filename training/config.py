@@ -1,0 +1,123 @@
+"""Every knob of a training run in one dataclass, read from and written to JSON beside each run.
+
+Why one place: the shipped model must be reproducible from ``training/configs/default.json`` alone, and the
+numbers that end up inside the ONNX contract (normalisation, stretch percentiles, input size) must have exactly
+one origin. :meth:`TrainConfig.base_contract` turns them into a :class:`ModelContract`; nothing else in the
+training tree restates them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from planet_terrain_plugin.core.contract import HIRISE_LANDFORMS, KNOWN_BODIES, ModelContract
+
+
+@dataclass
+class TrainConfig:
+    """A whole run: data, split, model, schedule, augmentation, balancing and the contract's fixed facts."""
+
+    # -- data ------------------------------------------------------------------------------------------------
+    data_root: str = "../shared/data/hirise-map-proj-v3"
+    v1_root: str = "../shared/data/hirise-map-proj-v1"
+    use_v1: bool = True
+    #: Cap on images per version (0 = all); only the smoke config uses it.
+    max_images: int = 0
+    split_fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+    split_seed: int = 0
+    #: Existing split file to reuse (else one is computed and written into the run directory).
+    split_file: str = ""
+
+    # -- model and input -------------------------------------------------------------------------------------
+    arch: str = "resnet50"
+    input_size: int = 96
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    stretch_percentiles: tuple[float, float] = (0.5, 99.5)
+    #: Local torchvision-format state dict; enables the two-stage (linear probe, then fine-tune) schedule.
+    init: str = ""
+    probe_epochs: int = 2
+
+    # -- schedule ----------------------------------------------------------------------------------------------
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 2e-3
+    probe_lr: float = 1e-2
+    weight_decay: float = 0.05
+    warmup_epochs: int = 2
+    label_smoothing: float = 0.05
+    seed: int = 0
+    num_threads: int = 2
+    #: Stop starting new epochs after this many minutes (0 = no limit); the last finished epoch is kept.
+    time_budget_min: float = 0.0
+
+    # -- class balance and "other" -------------------------------------------------------------------------
+    #: "sampler" (class-balanced WeightedRandomSampler), "loss_weights" (inverse-frequency CE weights), "none".
+    balance: str = "sampler"
+    #: Known-class samples drawn per epoch when balancing with the sampler (0 = number of known train images).
+    samples_per_epoch: int = 0
+    #: Outlier exposure (Hendrycks et al. 2019): train-split "other" images pushed towards a uniform softmax,
+    #: so the max-probability abstention rejects them. Weight of that loss term, 0 disables it.
+    outlier_weight: float = 0.5
+    #: "other" images per known image in each epoch.
+    outlier_ratio: float = 0.5
+
+    # -- augmentation ------------------------------------------------------------------------------------------
+    crop_scale: tuple[float, float] = (0.35, 1.0)
+    crop_ratio: tuple[float, float] = (0.8, 1.25)
+    dihedral: bool = True
+    brightness: float = 0.2
+    contrast: float = 0.25
+    noise_std: float = 0.04
+    noise_p: float = 0.3
+    blur_sigma: tuple[float, float] = (0.3, 1.5)
+    blur_p: float = 0.3
+
+    # -- contract facts (everything else in the contract is measured) ----------------------------------------
+    model_name: str = "planet_terrain_resnet50"
+    model_version: str = "1.0.0"
+    bodies: tuple[str, ...] = KNOWN_BODIES
+    #: HiRISE map-projected browse products are 0.25 m/px RED at full resolution, downsampled for the browse
+    #: JPEGs the crops were cut from; see MODEL_CARD.md for the range this model is claimed for.
+    gsd_range_m: tuple[float, float] = (0.25, 6.0)
+
+    # -- calibration -------------------------------------------------------------------------------------------
+    #: Share of the validation "other" pool the abstention threshold must reject.
+    target_other_rejection: float = 0.90
+
+    out_dir: str = "runs/default"
+
+    # ----------------------------------------------------------------------------------------------------------
+    def base_contract(self, **measured: Any) -> ModelContract:
+        """The contract this run's preprocessing uses; temperature/threshold/metrics are filled in later."""
+        fields = dict(model_name=self.model_name, model_version=self.model_version, classes=HIRISE_LANDFORMS,
+                      input_size=self.input_size, mean=tuple(self.mean), std=tuple(self.std), temperature=1.0,
+                      threshold=0.0, bodies=tuple(self.bodies), gsd_range_m=tuple(self.gsd_range_m),
+                      stretch_percentiles=tuple(self.stretch_percentiles))
+        fields.update(measured)
+        return ModelContract(**fields)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict, refusing unknown keys (a typo in a config must not be silently ignored)."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known: {sorted(names)}")
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kw)
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+        data = json.loads(Path(path).read_text())
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data)
