@@ -1,0 +1,66 @@
+"""Run Debian's ``qgis_process.bin`` headless in a sandboxed profile with this plugin installed and enabled.
+
+Debian's ``/usr/bin/qgis_process`` wrapper is broken; the ``.bin`` works. Qt needs an offscreen platform, and a
+throw-away profile (``QGIS_CUSTOM_CONFIG_PATH``) keeps the user's own QGIS settings untouched. Used by
+``make demo`` and by the tests that prove the algorithm runs headless.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = "planet_terrain_plugin"
+
+
+def qgis_process_binary() -> str:
+    for name in ("qgis_process.bin", "qgis_process"):
+        found = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
+        if found:
+            return found
+    raise FileNotFoundError("qgis_process.bin not found: install Debian's qgis package (make sysdeps)")
+
+
+def environment(profile: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(profile))
+    return env
+
+
+def make_profile(profile: Path, plugin_dir: Path = ROOT / PLUGIN, link: bool = True) -> Path:
+    """Create ``profile`` with the plugin installed (symlinked or copied) and enabled."""
+    plugins = profile / "profiles" / "default" / "python" / "plugins"
+    plugins.mkdir(parents=True, exist_ok=True)
+    target = plugins / PLUGIN
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.exists():
+        shutil.rmtree(target)
+    if link:
+        target.symlink_to(plugin_dir.resolve(), target_is_directory=True)
+    else:
+        shutil.copytree(plugin_dir, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    run(["plugins", "enable", PLUGIN], profile, check=True)
+    return profile
+
+
+def run(args: list[str], profile: Path, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``qgis_process.bin ARGS`` (an argument list: paths are never given to a shell)."""
+    proc = subprocess.run([qgis_process_binary(), *args], env=environment(profile), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"qgis_process {' '.join(args[:2])} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def run_algorithm(algorithm: str, params: dict[str, str], profile: Path, timeout: float = 600) -> dict:
+    """Run one algorithm with ``--json`` and return its parsed result; raises with qgis_process's own words."""
+    args = ["--json", "run", algorithm, "--"] + [f"{k}={v}" for k, v in params.items()]
+    proc = run(args, profile, timeout=timeout)
+    start = proc.stdout.find("{")
+    if proc.returncode != 0 or start < 0:
+        raise RuntimeError(f"{algorithm} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout[start:])
