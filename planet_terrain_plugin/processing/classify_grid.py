@@ -1,0 +1,438 @@
+"""Processing algorithm ``planet_terrain:classify_grid``: a raster area cut into cells, one labelled polygon each.
+
+The flow is the house's: cells (``core.grid``) -> pixels per cell (``qgis_io.raster_read``) -> batched
+classification (``core.pipeline.classify_blocks``) -> features streamed into the sink. Nothing is held for
+the whole grid: cells are generated lazily, read and classified ``BATCH_SIZE`` at a time, written, dropped.
+
+Choices worth knowing:
+
+* The area is snapped outwards to the raster's pixel grid and clipped to the raster, so cells in pixel units
+  cover whole source pixels and are read without resampling.
+* Cells keep their full size at the far edges (``edge="extend"``); the part beyond the raster is padded as
+  nodata, so an edge cell is classified at the same ground scale as the others, or skipped as mostly nodata
+  by the model's ``min_valid_fraction`` -- never stretched from a thin sliver.
+* Polygons: a cell is kept when more than a millionth of it lies inside the polygons (sharing an edge is not
+  enough); the whole cell is classified. Skipped cells are counted by reason (outside the polygons / mostly nodata).
+* With only INPUT and OUTPUT, the whole layer is classified with the cell size of
+  ``core.grid.suggest_cell_pixels`` (the model's input size in source pixels, bigger when the raster is finer
+  than the model's trained ground-sampling range).
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from typing import Iterable
+
+import numpy as np
+from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsCoordinateTransformContext,
+                       QgsCsException, QgsFeature, QgsFeatureRequest, QgsFeatureSink, QgsField, QgsFields,
+                       QgsGeometry, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException,
+                       QgsProcessingOutputNumber, QgsProcessingOutputString, QgsProcessingParameterEnum,
+                       QgsProcessingParameterExtent, QgsProcessingParameterFeatureSink,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterFile,
+                       QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsRectangle, QgsWkbTypes)
+from qgis.PyQt.QtCore import QVariant
+
+from ..core import grid as core_grid
+from ..core.contract import ContractError, ModelContract
+from ..core.models import NoModelError
+from ..core.pipeline import batched, classify_blocks
+from ..core.session import TerrainModel, load_model
+from ..qgis_io import fields as result_fields
+from ..qgis_io import layer_info
+from ..qgis_io.classify import BodyError, check_body
+from ..qgis_io.layer_info import BODY_CHOICES, CrsInfo, crs_info
+from ..qgis_io.model_choice import resolve_model_path
+from ..qgis_io.raster_read import ExtentError, RasterSource, raster_source, read_extent
+from ..qgis_io.transform import CrsMismatchError, rect_to_crs, same_surface
+
+#: Fields a grid run adds after ``fields.result_fields``: the cell's row (0 = top) and column in its row.
+ROW_FIELD, COL_FIELD = "row", "col"
+GRID_FIELDS: tuple[tuple[str, QVariant.Type], ...] = ((ROW_FIELD, QVariant.Int), (COL_FIELD, QVariant.Int))
+CELL_UNITS = ("metres", "pixels")
+DEFAULT_BATCH = 16
+
+
+def grid_result_fields(contract: ModelContract) -> QgsFields:
+    """``fields.result_fields`` plus :data:`GRID_FIELDS`."""
+    fields = result_fields.result_fields(contract)
+    for name, kind in GRID_FIELDS:
+        fields.append(QgsField(name, kind))
+    return fields
+
+
+class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
+    INPUT, EXTENT, POLYGONS = "INPUT", "EXTENT", "POLYGONS"
+    CELL_SIZE, CELL_UNIT, OVERLAP = "CELL_SIZE", "CELL_UNIT", "OVERLAP"
+    BATCH_SIZE, MAX_CELLS = "BATCH_SIZE", "MAX_CELLS"
+    MODEL, THRESHOLD, BODY, OUTPUT = "MODEL", "THRESHOLD", "BODY", "OUTPUT"
+    CELLS_TOTAL, CELLS_CLASSIFIED = "CELLS_TOTAL", "CELLS_CLASSIFIED"
+    CELLS_OUTSIDE, CELLS_NODATA = "CELLS_OUTSIDE", "CELLS_NODATA"
+    CLASS_COUNTS, CLASS_AREAS_M2 = "CLASS_COUNTS", "CLASS_AREAS_M2"
+    CELL_SIZE_USED, CELL_UNIT_USED = "CELL_SIZE_USED", "CELL_UNIT_USED"
+
+    def name(self) -> str:
+        return "classify_grid"
+
+    def displayName(self) -> str:
+        return "Classify raster in a grid"
+
+    def group(self) -> str:
+        return "Classification"
+
+    def groupId(self) -> str:
+        return "classification"
+
+    def shortHelpString(self) -> str:
+        return ("Cuts a Mars, Moon or Vesta raster (or an extent of it, or the parts under polygons) into square "
+                "cells and classifies the terrain of every cell: one polygon per cell with the landform label, "
+                "its calibrated confidence ('unknown' when unsure), every class probability, and the cell's "
+                "row and column.\n"
+                "CELL_SIZE in metres on the body's surface (degrees are converted with the body's own radius) or "
+                "in source pixels; empty: the model's input size in pixels (read at native resolution). "
+                "OVERLAP 0-0.9: fraction shared by neighbouring cells. Cells outside the polygons or mostly "
+                "nodata are skipped and counted. Counts and area per class are reported in the log and as "
+                "outputs. MAX_CELLS guards against a run far bigger than intended.")
+
+    def createInstance(self) -> "ClassifyGridAlgorithm":
+        return ClassifyGridAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"))
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (whole layer when empty)",
+                                                       optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.POLYGONS, "Only cells overlapping these polygons", [QgsProcessing.TypeVectorPolygon],
+            optional=True))
+        self.addParameter(QgsProcessingParameterNumber(self.CELL_SIZE, "Cell size (default: model input size "
+                                                       "in pixels)", QgsProcessingParameterNumber.Double,
+                                                       optional=True, minValue=0.0))
+        self.addParameter(QgsProcessingParameterEnum(self.CELL_UNIT, "Cell size unit", options=list(CELL_UNITS),
+                                                     defaultValue=1))
+        self.addParameter(QgsProcessingParameterNumber(self.OVERLAP, "Overlap between cells (0-0.9)",
+                                                       QgsProcessingParameterNumber.Double, defaultValue=0.0,
+                                                       minValue=0.0, maxValue=0.9))
+        self.addParameter(QgsProcessingParameterNumber(self.BATCH_SIZE, "Cells per model batch",
+                                                       QgsProcessingParameterNumber.Integer,
+                                                       defaultValue=DEFAULT_BATCH, minValue=1, maxValue=1024))
+        self.addParameter(QgsProcessingParameterNumber(self.MAX_CELLS, "Refuse grids with more cells than",
+                                                       QgsProcessingParameterNumber.Integer,
+                                                       defaultValue=core_grid.LARGE_GRID_CELLS, minValue=1))
+        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model file (ONNX; default: installed model)",
+                                                     extension="onnx", optional=True))
+        self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Abstention threshold (default: model's)",
+                                                       QgsProcessingParameterNumber.Double, optional=True,
+                                                       minValue=0.0, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterEnum(self.BODY, "Body", options=list(BODY_CHOICES),
+                                                     defaultValue=0, optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Terrain classes (grid)",
+                                                            QgsProcessing.TypeVectorPolygon))
+        for key, title in ((self.CELLS_TOTAL, "Cells in the grid"), (self.CELLS_CLASSIFIED, "Cells classified"),
+                           (self.CELLS_OUTSIDE, "Cells skipped: outside the polygons"),
+                           (self.CELLS_NODATA, "Cells skipped: mostly nodata"),
+                           (self.CELL_SIZE_USED, "Cell size used (in CELL_UNIT_USED)")):
+            self.addOutput(QgsProcessingOutputNumber(key, title))
+        self.addOutput(QgsProcessingOutputString(self.CELL_UNIT_USED, "Unit of the cell size used"))
+        self.addOutput(QgsProcessingOutputString(self.CLASS_COUNTS, "Cells per label (JSON)"))
+        self.addOutput(QgsProcessingOutputString(self.CLASS_AREAS_M2, "Area per label in m² (JSON)"))
+
+    # -- parameters -> plain values --------------------------------------------------------------------------
+    def _model(self, parameters, context, feedback) -> TerrainModel:
+        try:
+            model = load_model(resolve_model_path(self.parameterAsFile(parameters, self.MODEL, context) or None))
+        except (NoModelError, ContractError, ImportError, ValueError, RuntimeError) as exc:
+            raise QgsProcessingException(f"MODEL: {exc}") from None
+        feedback.pushInfo(f"Model {model.contract.model_name} {model.contract.model_version} on "
+                          f"{model.provider_note}")
+        return model
+
+    def _area(self, parameters, context, layer, polygons: list[QgsGeometry] | None) -> QgsRectangle:
+        area = QgsRectangle(layer.extent())
+        if parameters.get(self.EXTENT) not in (None, ""):
+            extent = self.parameterAsExtent(parameters, self.EXTENT, context)
+            extent_crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
+            try:
+                extent = rect_to_crs(extent, extent_crs, layer.crs(), context.transformContext())
+            except CrsMismatchError as exc:
+                raise QgsProcessingException(f"EXTENT: {exc}") from None
+            area = area.intersect(extent)
+        if polygons is not None:
+            box = QgsRectangle()
+            box.setMinimal()
+            for g in polygons:
+                box.combineExtentWith(g.boundingBox())
+            area = area.intersect(box) if not box.isEmpty() else QgsRectangle()
+        if area.isNull() or area.isEmpty():
+            raise QgsProcessingException("The area to classify does not overlap the raster: check EXTENT/POLYGONS "
+                                         "and that they are in (or transformable to) the raster's CRS.")
+        return snap_to_pixels(area, layer.extent(), layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY())
+
+    def _polygons(self, parameters, context, layer, feedback) -> list[QgsGeometry] | None:
+        if parameters.get(self.POLYGONS) in (None, ""):
+            return None
+        source = self.parameterAsSource(parameters, self.POLYGONS, context)
+        if source is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.POLYGONS))
+        geoms = [f.geometry() for f in source.getFeatures(QgsFeatureRequest().setNoAttributes())
+                 if f.hasGeometry() and not f.geometry().isEmpty()]
+        if not geoms:
+            raise QgsProcessingException("POLYGONS: the layer (or its selection) has no polygon to classify under.")
+        try:
+            geoms = geometries_to_crs(geoms, source.sourceCrs(), layer.crs(), context.transformContext())
+        except CrsMismatchError as exc:
+            raise QgsProcessingException(f"POLYGONS: {exc}") from None
+        feedback.pushInfo(f"{len(geoms)} polygon(s) restrict the grid")
+        return geoms
+
+    def _cell_size(self, parameters, context, model: TerrainModel, info: CrsInfo, source: RasterSource,
+                   feedback) -> tuple[core_grid.CellSize, float, str]:
+        unit = CELL_UNITS[self.parameterAsEnum(parameters, self.CELL_UNIT, context)]
+        px, py = source.pixel_size
+        if parameters.get(self.CELL_SIZE) in (None, "") or self.parameterAsDouble(parameters, self.CELL_SIZE,
+                                                                                   context) <= 0:
+            native = layer_info.gsd_m(info, source.extent, source.columns, source.rows)
+            pixels = core_grid.suggest_cell_pixels(model.contract.input_size,
+                                                   native if math.isfinite(native) else None,
+                                                   model.contract.gsd_range_m)
+            feedback.pushInfo(f"Cell size: {pixels} source pixels (derived from the model's input size)")
+            return core_grid.cell_size_from_pixels(pixels, px, py), float(pixels), "pixels"
+        value = self.parameterAsDouble(parameters, self.CELL_SIZE, context)
+        if unit == "pixels":
+            return core_grid.cell_size_from_pixels(value, px, py), value, unit
+        radius = info.radius_m or (info.body.mean_radius_m if info.body else None)
+        if info.degrees and not radius:
+            raise QgsProcessingException("CELL_SIZE: metres cannot be converted to degrees: the CRS names no radius "
+                                         "or body. Give the size in pixels or choose the body (BODY).")
+        try:
+            return core_grid.cell_size_from_metres(value, info.degrees, radius, info.unit_to_m), value, unit
+        except ValueError as exc:
+            raise QgsProcessingException(f"CELL_SIZE: {exc}") from None
+
+    # -- the run -----------------------------------------------------------------------------------------------
+    def processAlgorithm(self, parameters, context, feedback):
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException("INPUT: no raster layer could be opened from "
+                                         f"{parameters.get(self.INPUT)!r}; give a raster file or layer.")
+        model = self._model(parameters, context, feedback)
+        contract = model.contract
+        info = crs_info(layer.crs(), BODY_CHOICES[self.parameterAsEnum(parameters, self.BODY, context)])
+        try:
+            body = check_body(info, contract)
+            source = raster_source(layer)
+        except (BodyError, ExtentError) as exc:
+            raise QgsProcessingException(str(exc)) from None
+        threshold = None
+        if parameters.get(self.THRESHOLD) not in (None, ""):
+            threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
+        polygons = self._polygons(parameters, context, layer, feedback)
+        area = self._area(parameters, context, layer, polygons)
+        size, size_value, size_unit = self._cell_size(parameters, context, model, info, source, feedback)
+        overlap = self.parameterAsDouble(parameters, self.OVERLAP, context)
+        grid = core_grid.Grid(core_grid.Extent(area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum()),
+                              size, overlap, edge="extend")
+        total = grid.count
+        max_cells = self.parameterAsInt(parameters, self.MAX_CELLS, context)
+        feedback.pushInfo(f"Grid: {grid.rows} rows, {total} cells over {area.toString(4)}")
+        if total > max_cells:
+            raise QgsProcessingException(
+                f"The grid has {total:,} cells, more than MAX_CELLS ({max_cells:,}). Use bigger cells, a smaller "
+                "extent or polygons, or raise MAX_CELLS if you really want this many.")
+
+        fields = grid_result_fields(contract)
+        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon,
+                                             layer.crs())
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+
+        keep = polygon_predicate(polygons) if polygons is not None else None
+        stats = _Stats()
+        batch_size = self.parameterAsInt(parameters, self.BATCH_SIZE, context)
+        for batch in batched(_counted(grid, keep, stats), batch_size):
+            if feedback.isCanceled():
+                break
+            features = self._classify_batch(batch, source, model, info, body, threshold, fields, stats)
+            if features and not sink.addFeatures(features, QgsFeatureSink.FastInsert):
+                raise QgsProcessingException(f"writing to the output failed: {sink.lastError()}")
+            feedback.setProgress(100.0 * stats.visited / max(total, 1))
+        if feedback.isCanceled():
+            feedback.reportError(f"Cancelled after {stats.visited} of {total} cells; the output holds the "
+                                 f"{stats.classified} classified so far.", False)
+        self._report(stats, feedback)
+        feedback.setProgress(100)
+        return {self.OUTPUT: dest_id, self.CELLS_TOTAL: total, self.CELLS_CLASSIFIED: stats.classified,
+                self.CELLS_OUTSIDE: stats.outside, self.CELLS_NODATA: stats.nodata,
+                self.CELL_SIZE_USED: size_value, self.CELL_UNIT_USED: size_unit,
+                self.CLASS_COUNTS: json.dumps(dict(sorted(stats.counts.items()))),
+                self.CLASS_AREAS_M2: json.dumps({k: round(v, 3) for k, v in sorted(stats.areas.items())})}
+
+    def _classify_batch(self, cells: list[core_grid.Cell], source: RasterSource, model: TerrainModel,
+                        info: CrsInfo, body: str | None, threshold: float | None, fields: QgsFields,
+                        stats: "_Stats") -> list[QgsFeature]:
+        contract = model.contract
+        reads = []
+        for cell in cells:
+            read = read_cell(source, cell, contract.input_size, contract.min_valid_fraction)
+            if read is None:
+                stats.nodata += 1
+            else:
+                reads.append((cell, read))
+        if not reads:
+            return []
+        results = classify_blocks(model, [r[1][0] for r in reads], [r[1][1] for r in reads], body, threshold)
+        features = []
+        created = result_fields.utc_now()
+        for (cell, (_, _, read_extent_, width, height)), result in zip(reads, results):
+            if result.decision is None:
+                stats.nodata += 1
+                continue
+            covered = cell_rect(cell).intersect(source.extent)
+            gsd = layer_info.gsd_m(info, read_extent_, width, height)
+            provenance = result_fields.Provenance(body=info.body_name, gsd_m=gsd, source_layer=source.layer_name,
+                                                  model=contract.model_name, model_version=contract.model_version,
+                                                  provider=model.provider, created_utc=created)
+            feature = result_fields.decision_feature(fields, covered, result.decision, contract, provenance)
+            feature.setAttribute(fields.indexOf(ROW_FIELD), cell.row)
+            feature.setAttribute(fields.indexOf(COL_FIELD), cell.col)
+            features.append(feature)
+            stats.add(result.decision.label, _area_m2(covered, info))
+        return features
+
+    def _report(self, stats: "_Stats", feedback) -> None:
+        feedback.pushInfo(f"Classified {stats.classified} cell(s); skipped {stats.outside} outside the polygons "
+                          f"and {stats.nodata} mostly nodata.")
+        for label in sorted(stats.counts):
+            feedback.pushInfo(f"  {label}: {stats.counts[label]} cell(s), {stats.areas[label] / 1e6:.6g} km²")
+
+
+def _area_m2(rect: QgsRectangle, info: CrsInfo) -> float:
+    """Ground area of a rectangle in the layer CRS; NaN for degrees with no radius (no Earth guess)."""
+    radius = info.radius_m or (info.body.mean_radius_m if info.body else None)
+    if info.degrees and not radius:
+        return float("nan")
+    return core_grid.rect_area_m2(rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum(),
+                                  info.degrees, radius, info.unit_to_m)
+
+
+class _Stats:
+    """Counts of the run: what was visited, skipped and classified, and cells/area per label."""
+
+    def __init__(self) -> None:
+        self.visited = self.outside = self.nodata = 0
+        self.counts: Counter[str] = Counter()
+        self.areas: dict[str, float] = {}
+
+    @property
+    def classified(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, label: str, area_m2: float) -> None:
+        self.counts[label] += 1
+        self.areas[label] = self.areas.get(label, 0.0) + area_m2
+
+
+def _counted(grid: core_grid.Grid, keep, stats: _Stats) -> Iterable[core_grid.Cell]:
+    """Grid cells passing ``keep``; every visited cell and every one outside the polygons is counted."""
+    for cell in grid:
+        stats.visited += 1
+        if keep is not None and not keep(cell):
+            stats.outside += 1
+            continue
+        yield cell
+
+
+# -- geometry helpers ----------------------------------------------------------------------------------------
+def cell_rect(cell: core_grid.Cell) -> QgsRectangle:
+    return QgsRectangle(cell.xmin, cell.ymin, cell.xmax, cell.ymax)
+
+
+def snap_to_pixels(area: QgsRectangle, raster: QgsRectangle, px: float, py: float) -> QgsRectangle:
+    """``area`` grown outwards to whole pixels of the raster grid, then clipped to the raster."""
+    eps = 1e-9
+    x0 = raster.xMinimum() + math.floor((area.xMinimum() - raster.xMinimum()) / px + eps) * px
+    x1 = raster.xMinimum() + math.ceil((area.xMaximum() - raster.xMinimum()) / px - eps) * px
+    y1 = raster.yMaximum() - math.floor((raster.yMaximum() - area.yMaximum()) / py + eps) * py
+    y0 = raster.yMaximum() - math.ceil((raster.yMaximum() - area.yMinimum()) / py - eps) * py
+    return QgsRectangle(x0, y0, x1, y1).intersect(raster)
+
+
+def geometries_to_crs(geoms: list[QgsGeometry], src: QgsCoordinateReferenceSystem,
+                      dst: QgsCoordinateReferenceSystem, context: QgsCoordinateTransformContext) -> list[QgsGeometry]:
+    """Polygons in the raster's CRS, with the same planetary rules as ``transform.rect_to_crs``."""
+    if not src.isValid() or src == dst:
+        return geoms
+    attempts = [(src, dst)]
+    if same_surface(src, dst):
+        attempts.append((QgsCoordinateReferenceSystem.fromProj(src.toProj()),
+                         QgsCoordinateReferenceSystem.fromProj(dst.toProj())))
+    for a, b in attempts:
+        transform = QgsCoordinateTransform(a, b, context)
+        if not transform.isValid():
+            continue
+        try:
+            out = []
+            for g in geoms:
+                copy = QgsGeometry(g)
+                copy.transform(transform)
+                out.append(copy)
+            return out
+        except QgsCsException:
+            continue
+    if same_surface(src, dst) and src.toProj() == dst.toProj():
+        return geoms
+    raise CrsMismatchError(f"the polygons' CRS '{src.description()}' cannot be transformed to the raster's CRS "
+                           f"'{dst.description()}' (different bodies or an unknown datum); reproject them first.")
+
+
+#: Share of a cell that must lie inside the polygons for the cell to count as overlapping them: more than
+#: floating-point noise, so a cell that merely shares an edge with a polygon (computed from other numbers)
+#: is left out.
+MIN_OVERLAP_SHARE = 1e-6
+
+
+def polygon_predicate(polygons: list[QgsGeometry]):
+    """A ``core.grid`` cell predicate: the cell overlaps the interior of one of ``polygons``."""
+    union = QgsGeometry.unaryUnion(polygons)
+    engine = QgsGeometry.createGeometryEngine(union.constGet())
+    engine.prepareGeometry()
+
+    def keep(cell: core_grid.Cell) -> bool:
+        rect = QgsGeometry.fromRect(cell_rect(cell))
+        if not engine.intersects(rect.constGet()):  # prepared: fast rejection of most cells
+            return False
+        if engine.contains(rect.constGet()):
+            return True
+        inside = engine.intersection(rect.constGet())
+        return inside is not None and inside.area() > MIN_OVERLAP_SHARE * cell.area
+
+    return keep
+
+
+def read_cell(source: RasterSource, cell: core_grid.Cell, input_size: int, min_valid_fraction: float):
+    """Pixels of a full cell: the part on the raster, padded as nodata where the cell overhangs the raster.
+
+    Returns ``(data, nodata_mask, read_extent, width, height)`` or None when too little of the cell lies on
+    the raster to reach ``min_valid_fraction`` (not worth reading).
+    """
+    full = cell_rect(cell)
+    on_raster = full.intersect(source.extent)
+    if on_raster.isEmpty() or on_raster.area() < min_valid_fraction * full.area() * (1 - 1e-9):
+        return None
+    try:
+        block = read_extent(source, full, input_size)
+    except ExtentError:
+        return None
+    data, mask, got = block.data, block.nodata_mask, block.extent
+    if got == full:
+        return data, mask, got, block.width, block.height
+    sx, sy = got.width() / block.width, got.height() / block.height
+    width = max(block.width, int(round(full.width() / sx)))
+    height = max(block.height, int(round(full.height() / sy)))
+    col0 = min(width - block.width, max(0, int(round((got.xMinimum() - full.xMinimum()) / sx))))
+    row0 = min(height - block.height, max(0, int(round((full.yMaximum() - got.yMaximum()) / sy))))
+    padded = np.zeros((data.shape[0], height, width), data.dtype)
+    padded_mask = np.ones((height, width), bool)
+    padded[:, row0:row0 + block.height, col0:col0 + block.width] = data
+    padded_mask[row0:row0 + block.height, col0:col0 + block.width] = mask
+    return padded, padded_mask, full, width, height
