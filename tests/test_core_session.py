@@ -114,3 +114,18 @@ def test_cli_without_model_says_how_to_get_one(tmp_path):
                            "--model", str(tmp_path / "missing.onnx")], capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_image_reader_finds_apollo_collar_and_isis_special_pixels():
+    """The CLI's reader (GDAL, no QGIS) masks the undeclared zero collar and GDAL-masked special pixels."""
+    from osgeo import gdal
+
+    from planet_terrain_plugin.core.images import read_image
+
+    block, mask = read_image(str(RASTERS / "AS15-M-0295_SML_geo.tif"))
+    assert mask is not None and mask[0, 0] and mask[-1, -1] and not mask[mask.shape[0] // 2, mask.shape[1] // 2]
+    dtm = RASTERS / "demprep__vest64_dtm_specialpixels_downsampled.cub"
+    block, mask = read_image(str(dtm))
+    ds = gdal.Open(str(dtm))  # keep the dataset alive while its band is used
+    declared = block == ds.GetRasterBand(1).GetNoDataValue()
+    assert mask.sum() > declared.sum(), "special pixels beyond the declared nodata value are masked too"

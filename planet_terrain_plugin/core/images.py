@@ -1,13 +1,15 @@
 """Read plain image files (JPEG, PNG, GeoTIFF, ISIS3 cubes) into arrays without QGIS.
 
 Pillow when installed (fast for JPEG/PNG), GDAL's Python bindings otherwise (every raster format GDAL reads,
-with its nodata flags). Returns (array (bands, H, W) or (H, W), nodata mask or None).
+with its nodata flags, GDAL mask bands and undeclared zero collars, as in the QGIS reader). Returns (array (bands, H, W) or (H, W), nodata mask or None).
 """
 from __future__ import annotations
 
 import os
 
 import numpy as np
+
+from . import nodata
 
 
 def read_image(path: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -39,10 +41,16 @@ def _read_with_gdal(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     bands, masks = [], []
     for i in range(1, ds.RasterCount + 1):
         band = ds.GetRasterBand(i)
+        if band.GetColorInterpretation() == gdal.GCI_AlphaBand:
+            masks.append(nodata.alpha_nodata(band.ReadAsArray()))
+            continue
         arr = band.ReadAsArray()
         bands.append(arr)
-        nd = band.GetNoDataValue()
-        masks.append(np.isclose(arr, nd) if nd is not None else np.zeros(arr.shape, bool))
+        if band.GetMaskFlags() != gdal.GMF_ALL_VALID:
+            # GDAL's mask knows ISIS3 special pixels (LRS/HRS...) that the nodata value alone misses.
+            masks.append(band.GetMaskBand().ReadAsArray() == 0)
+        else:
+            masks.append(nodata.band_nodata(arr, band.GetNoDataValue(), []))
     stack = np.stack(bands)
-    mask = np.logical_or.reduce(masks[:3]) if masks else None
+    mask = np.logical_or.reduce(masks) if masks else None
     return (stack[0] if len(bands) == 1 else stack), (mask if mask is not None and mask.any() else None)

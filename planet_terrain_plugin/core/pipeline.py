@@ -30,7 +30,7 @@ def classify_blocks(model: TerrainModel, blocks: Sequence[np.ndarray],
         try:
             prepared = preprocess(block, model.contract, mask)
         except MostlyNodataError as exc:
-            results.append(ImageResult(None, 0.0, str(exc)))
+            results.append(ImageResult(None, exc.valid_fraction, str(exc)))
             continue
         tensors.append(prepared.tensor)
         where.append(i)

@@ -27,7 +27,11 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 class MostlyNodataError(ValueError):
-    """The image has too few valid pixels to be classified honestly."""
+    """The image has too few valid pixels to be classified honestly; ``valid_fraction`` says how few."""
+
+    def __init__(self, message: str, valid_fraction: float) -> None:
+        super().__init__(message)
+        self.valid_fraction = valid_fraction
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,7 @@ def preprocess(block: np.ndarray, contract: ModelContract, nodata_mask: np.ndarr
     if require_valid and fraction < contract.min_valid_fraction:
         raise MostlyNodataError(
             f"only {fraction:.0%} of the pixels are valid data (at least {contract.min_valid_fraction:.0%} "
-            "needed); choose an area inside the image, away from its nodata border")
+            "needed); choose an area inside the image, away from its nodata border", fraction)
     return PreparedImage(finish(gray8, contract), fraction)
 
 

@@ -1,0 +1,2 @@
+"""Processing provider ``planet_terrain``: every user-facing action as an algorithm (model builder, batch,
+``qgis_process``)."""

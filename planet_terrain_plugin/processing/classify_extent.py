@@ -1,0 +1,127 @@
+"""Processing algorithm ``planet_terrain:classify_extent``: one raster extent -> one labelled polygon."""
+from __future__ import annotations
+
+from qgis.core import (QgsFeatureSink, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException,
+                       QgsProcessingOutputNumber, QgsProcessingOutputString, QgsProcessingParameterEnum,
+                       QgsProcessingParameterExtent, QgsProcessingParameterFeatureSink,
+                       QgsProcessingParameterFile, QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterLayer, QgsWkbTypes)
+
+from ..core.contract import ContractError
+from ..core.models import NoModelError
+from ..core.session import load_model
+from ..qgis_io import fields as result_fields
+from ..qgis_io.classify import BodyError, classify_extent
+from ..qgis_io.layer_info import BODY_CHOICES, crs_info
+from ..qgis_io.model_choice import resolve_model_path
+from ..qgis_io.raster_read import ExtentError, raster_source
+from ..qgis_io.transform import CrsMismatchError, rect_to_crs
+from .styling import StyleOnLoad
+
+
+class ClassifyExtentAlgorithm(QgsProcessingAlgorithm):
+    INPUT, EXTENT, MODEL, THRESHOLD, BODY, OUTPUT = "INPUT", "EXTENT", "MODEL", "THRESHOLD", "BODY", "OUTPUT"
+    LABEL, CONFIDENCE, EXECUTION_PROVIDER = "LABEL", "CONFIDENCE", "EXECUTION_PROVIDER"
+
+    def name(self) -> str:
+        return "classify_extent"
+
+    def displayName(self) -> str:
+        return "Classify raster extent"
+
+    def group(self) -> str:
+        return "Classification"
+
+    def groupId(self) -> str:
+        return "classification"
+
+    def shortHelpString(self) -> str:
+        return ("Classifies the terrain of one extent of a Mars, Moon or Vesta raster (the whole layer when no "
+                "extent is given) and writes one polygon with the landform label, its calibrated confidence, "
+                "'unknown' when the model is not sure, and the probability of every class.\n"
+                "MODEL: an ONNX model made for Planet Terrain (default: the installed model). THRESHOLD: "
+                "abstention threshold 0-1 (default: the model's). BODY: override the body detected from the CRS.")
+
+    def createInstance(self) -> "ClassifyExtentAlgorithm":
+        return ClassifyExtentAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"))
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (whole layer when empty)",
+                                                       optional=True))
+        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model file (ONNX; default: installed model)",
+                                                     extension="onnx", optional=True))
+        self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Abstention threshold (default: model's)",
+                                                       QgsProcessingParameterNumber.Double, optional=True,
+                                                       minValue=0.0, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterEnum(self.BODY, "Body", options=list(BODY_CHOICES),
+                                                     defaultValue=0, optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Terrain classes",
+                                                            QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputString(self.LABEL, "Label ('' when the extent was not classified)"))
+        self.addOutput(QgsProcessingOutputNumber(self.CONFIDENCE, "Confidence"))
+        self.addOutput(QgsProcessingOutputString(self.EXECUTION_PROVIDER, "onnxruntime execution provider"))
+
+    def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 -- QGIS's name
+        """Main thread: snapshot the layer (a provider clone) and its body; nothing slow happens here."""
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException("INPUT: no raster layer could be opened from "
+                                         f"{parameters.get(self.INPUT)!r}; give a raster file or layer.")
+        body_choice = BODY_CHOICES[self.parameterAsEnum(parameters, self.BODY, context)]
+        try:
+            self._source = raster_source(layer)
+        except ExtentError as exc:
+            raise QgsProcessingException(f"INPUT: {exc}") from None
+        self._info = crs_info(layer.crs(), body_choice)
+        return True
+
+    def _extent(self, parameters, context):
+        """EXTENT in the layer's CRS (the whole raster when empty); never reprojected across bodies."""
+        if parameters.get(self.EXTENT) in (None, ""):
+            return self._source.extent
+        extent_crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
+        extent = self.parameterAsExtent(parameters, self.EXTENT, context)
+        try:
+            return rect_to_crs(extent, extent_crs, self._source.crs, context.transformContext())
+        except CrsMismatchError as exc:
+            raise QgsProcessingException(f"EXTENT: {exc}") from None
+
+    def processAlgorithm(self, parameters, context, feedback):
+        """Any thread: load the model, read and classify the snapshot, write the feature."""
+        source, info, extent = self._source, self._info, self._extent(parameters, context)
+        try:
+            model = load_model(resolve_model_path(self.parameterAsFile(parameters, self.MODEL, context) or None))
+        except (NoModelError, ContractError, ImportError, ValueError, RuntimeError) as exc:
+            raise QgsProcessingException(f"MODEL: {exc}") from None
+        feedback.pushInfo(f"Model {model.contract.model_name} {model.contract.model_version} on {model.provider_note}")
+        threshold = None
+        if parameters.get(self.THRESHOLD) not in (None, ""):
+            threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
+
+        try:
+            outcome = classify_extent(source, extent, model, info, threshold, feedback.setProgress)
+        except (ExtentError, BodyError) as exc:
+            raise QgsProcessingException(str(exc)) from None
+
+        fields = result_fields.result_fields(model.contract)
+        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon,
+                                             source.crs)
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        StyleOnLoad.attach(context, dest_id, model.contract)
+        for note in outcome.notes:
+            feedback.pushInfo(f"Note: {note}")
+        label, confidence = "", None
+        decision = outcome.result.decision
+        if decision is None:
+            feedback.reportError(f"Not classified: {outcome.result.skipped_reason}", False)
+        else:
+            sink.addFeature(result_fields.decision_feature(fields, outcome.extent, decision, model.contract,
+                                                           outcome.provenance), QgsFeatureSink.FastInsert)
+            label, confidence = decision.label, decision.confidence
+            feedback.pushInfo(f"{label} (confidence {confidence:.2f}) on {model.provider}")
+        feedback.setProgress(100)
+        self._source = None  # release the provider clone now, not when Processing drops the algorithm
+        return {self.OUTPUT: dest_id, self.LABEL: label, self.CONFIDENCE: confidence,
+                self.EXECUTION_PROVIDER: model.provider}

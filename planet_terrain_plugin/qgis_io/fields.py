@@ -1,0 +1,98 @@
+"""The attribute schema of classified extents: one definition, used by the result layer, Processing and export.
+
+Real types, not strings: confidences and ``p_<class>`` probabilities are doubles (so users can filter
+``confidence > 0.8``), flags are booleans, and there is one probability field per class of the *model's*
+contract (``TerrainClass.field_name``), so a model with other classes gets other fields automatically.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+
+from qgis.core import QgsFeature, QgsField, QgsFields, QgsGeometry, QgsRectangle
+from qgis.PyQt.QtCore import QVariant
+
+from ..core.calibrate import Decision
+from ..core.contract import ModelContract
+
+#: Fields before the per-class probabilities.
+HEAD_FIELDS: tuple[tuple[str, QVariant.Type], ...] = (
+    ("label", QVariant.String),
+    ("class_id", QVariant.Int),
+    ("confidence", QVariant.Double),
+    ("abstained", QVariant.Bool),
+)
+#: Fields after the per-class probabilities: provenance of the decision.
+TAIL_FIELDS: tuple[tuple[str, QVariant.Type], ...] = (
+    ("body", QVariant.String),
+    ("body_renorm", QVariant.Bool),
+    ("gsd_m", QVariant.Double),
+    ("source_layer", QVariant.String),
+    ("model", QVariant.String),
+    ("model_version", QVariant.String),
+    ("provider", QVariant.String),
+    ("created_utc", QVariant.String),
+)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a decision came from: the same for every feature of one run."""
+
+    body: str
+    gsd_m: float
+    source_layer: str
+    model: str
+    model_version: str
+    provider: str
+    created_utc: str
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC timestamp with seconds, e.g. ``2026-11-23T17:05:00Z``."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def probability_field_names(contract: ModelContract) -> list[str]:
+    return [c.field_name for c in contract.classes]
+
+
+def result_fields(contract: ModelContract) -> QgsFields:
+    """The typed fields of a result layer for ``contract``'s classes."""
+    fields = QgsFields()
+    for name, kind in HEAD_FIELDS:
+        fields.append(QgsField(name, kind))
+    for name in probability_field_names(contract):
+        fields.append(QgsField(name, QVariant.Double))
+    for name, kind in TAIL_FIELDS:
+        fields.append(QgsField(name, kind))
+    return fields
+
+
+def decision_values(decision: Decision, contract: ModelContract, provenance: Provenance) -> dict[str, object]:
+    """Attribute values by field name for one decision."""
+    values: dict[str, object] = {
+        "label": decision.label,
+        "class_id": int(decision.class_id),
+        "confidence": float(decision.confidence),
+        "abstained": bool(decision.abstained),
+        "body_renorm": bool(decision.body_renormalised),
+    }
+    values.update(zip(probability_field_names(contract), (float(p) for p in decision.probs)))
+    values.update(body=provenance.body, gsd_m=float(provenance.gsd_m), source_layer=provenance.source_layer,
+                  model=provenance.model, model_version=provenance.model_version, provider=provenance.provider,
+                  created_utc=provenance.created_utc)
+    return values
+
+
+def decision_feature(fields: QgsFields, extent: QgsRectangle, decision: Decision, contract: ModelContract,
+                     provenance: Provenance) -> QgsFeature:
+    """A polygon feature covering ``extent`` with the decision's attributes set on ``fields``."""
+    feature = QgsFeature(fields)
+    feature.setGeometry(QgsGeometry.fromRect(extent))
+    for name, value in decision_values(decision, contract, provenance).items():
+        index = fields.indexOf(name)
+        if index < 0:
+            raise KeyError(f"result layer has no field '{name}'")
+        feature.setAttribute(index, value)
+    return feature

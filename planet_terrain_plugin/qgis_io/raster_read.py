@@ -1,0 +1,180 @@
+"""Pixels of a raster extent, read from the layer's data provider (never a screen render) into numpy.
+
+A :class:`RasterSource` is a snapshot taken on the main thread: a *clone* of the data provider plus the facts
+about the layer the worker needs, so the read can run inside a ``QgsTask`` or a Processing thread without
+touching the layer itself.
+
+Read resolution: the core's antialiased resize (``core.preprocess``) makes the model input from whatever
+block it gets, exactly as training made it from full-resolution crops. The block is therefore read at the
+raster's native resolution, unless the extent spans more than ``OVERSAMPLE`` x the model input size in
+pixels: then the provider is asked for a block whose longer side is that cap (aspect ratio kept), which bounds
+memory and time for huge extents while leaving the final antialiased reduction to the core.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsRasterDataProvider, QgsRasterLayer,
+                       QgsRasterRange, QgsRectangle)
+
+from ..core import nodata
+
+#: Longest side of a read block, in multiples of the model input size (see the module docstring).
+OVERSAMPLE = 4
+
+#: numpy dtype of each QGIS raster data type the pipeline accepts (complex and ARGB types are refused).
+DTYPES: dict[int, np.dtype] = {
+    int(Qgis.Byte): np.dtype(np.uint8),
+    int(Qgis.UInt16): np.dtype(np.uint16),
+    int(Qgis.Int16): np.dtype(np.int16),
+    int(Qgis.UInt32): np.dtype(np.uint32),
+    int(Qgis.Int32): np.dtype(np.int32),
+    int(Qgis.Float32): np.dtype(np.float32),
+    int(Qgis.Float64): np.dtype(np.float64),
+}
+if hasattr(Qgis, "Int8"):  # QGIS >= 3.30
+    DTYPES[int(Qgis.Int8)] = np.dtype(np.int8)
+
+#: QGIS colour interpretation of a band that is a transparency / GDAL mask band.
+ALPHA = int(QgsRasterDataProvider.AlphaBand) if hasattr(QgsRasterDataProvider, "AlphaBand") else 6
+
+
+class ExtentError(ValueError):
+    """The requested extent cannot be read from this raster; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class BandInfo:
+    number: int
+    dtype: np.dtype
+    nodata_value: float | None
+    user_ranges: tuple[tuple[float, float], ...]
+
+
+@dataclass
+class RasterSource:
+    """What a worker thread needs to read a layer: a provider clone and the layer's facts."""
+
+    provider: QgsRasterDataProvider
+    crs: QgsCoordinateReferenceSystem
+    extent: QgsRectangle
+    columns: int
+    rows: int
+    image_bands: tuple[BandInfo, ...]
+    alpha_band: BandInfo | None
+    layer_name: str
+    layer_id: str
+
+    @property
+    def pixel_size(self) -> tuple[float, float]:
+        return self.extent.width() / self.columns, self.extent.height() / self.rows
+
+
+@dataclass
+class RasterBlock:
+    """Pixels of one extent: (bands, H, W) data in the source dtype, an (H, W) nodata mask, the read extent."""
+
+    data: np.ndarray
+    nodata_mask: np.ndarray
+    extent: QgsRectangle
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        return self.data.shape[2]
+
+    @property
+    def height(self) -> int:
+        return self.data.shape[1]
+
+
+def _user_ranges(provider: QgsRasterDataProvider, band: int) -> tuple[tuple[float, float], ...]:
+    ranges = []
+    for r in provider.userNoDataValues(band):
+        ranges.append((r.min(), r.max()) if isinstance(r, QgsRasterRange) else (float(r), float(r)))
+    return tuple(ranges)
+
+
+def raster_source(layer: QgsRasterLayer) -> RasterSource:
+    """Snapshot ``layer`` for reading in another thread (call on the thread that owns the layer)."""
+    if layer is None or not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+        raise ExtentError("the input is not a valid raster layer; choose a raster layer (GeoTIFF, ISIS3 cube, ...)")
+    provider = layer.dataProvider()
+    bands, alpha = [], None
+    for b in range(1, provider.bandCount() + 1):
+        dtype = DTYPES.get(int(provider.dataType(b)))
+        if provider.colorInterpretation(b) == ALPHA and dtype is not None:
+            alpha = alpha or BandInfo(b, dtype, None, ())
+            continue
+        if dtype is None:
+            raise ExtentError(f"band {b} of '{layer.name()}' has data type {provider.dataType(b)!r}, which the "
+                              "model cannot read (complex or colour-packed); convert the raster to a numeric type")
+        has_nd = provider.sourceHasNoDataValue(b) and provider.useSourceNoDataValue(b)
+        bands.append(BandInfo(b, dtype, provider.sourceNoDataValue(b) if has_nd else None, _user_ranges(provider, b)))
+    if not bands:
+        raise ExtentError(f"'{layer.name()}' has no image bands (only a mask/alpha band)")
+    # Luminance uses at most the first three image bands (core.preprocess); reading more is wasted time.
+    return RasterSource(provider.clone(), QgsCoordinateReferenceSystem(layer.crs()), QgsRectangle(layer.extent()),
+                        layer.width(), layer.height(), tuple(bands[:3]), alpha, layer.name(), layer.id())
+
+
+def clip_extent(source: RasterSource, extent: QgsRectangle) -> QgsRectangle:
+    """The part of ``extent`` (layer CRS) that lies on the raster; :class:`ExtentError` when none does."""
+    if extent is None or extent.isNull() or extent.isEmpty() or not all(
+            math.isfinite(v) for v in (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())):
+        raise ExtentError("the extent is empty; drag a rectangle (or give an extent) with a width and a height")
+    clipped = extent.intersect(source.extent)
+    px, py = source.pixel_size
+    if clipped.isEmpty() or clipped.width() < px / 2 or clipped.height() < py / 2:
+        raise ExtentError(
+            f"the extent {extent.toString(4)} does not overlap the raster '{source.layer_name}' "
+            f"({source.extent.toString(4)}, in {source.crs.description() or 'its CRS'}); draw it over the image, "
+            "or check that the extent is given in the layer's CRS")
+    return clipped
+
+
+def read_size(source: RasterSource, extent: QgsRectangle, input_size: int) -> tuple[int, int]:
+    """(width, height) in pixels of the block to read for ``extent`` (see the module docstring)."""
+    px, py = source.pixel_size
+    native_w = max(1, round(extent.width() / px))
+    native_h = max(1, round(extent.height() / py))
+    cap = OVERSAMPLE * input_size
+    longest = max(native_w, native_h)
+    if longest <= cap:
+        return native_w, native_h
+    scale = cap / longest
+    return max(1, round(native_w * scale)), max(1, round(native_h * scale))
+
+
+def _band_array(source: RasterSource, band: int, dtype: np.dtype, extent: QgsRectangle,
+                width: int, height: int) -> np.ndarray:
+    block = source.provider.block(band, extent, width, height)
+    if block is None or not block.isValid() or block.width() != width or block.height() != height:
+        raise ExtentError(f"the raster provider returned no pixels for band {band} of '{source.layer_name}'; "
+                          "check that the file is still readable")
+    raw = bytes(block.data())
+    expected = width * height * dtype.itemsize
+    if len(raw) != expected:
+        raise ExtentError(f"band {band} of '{source.layer_name}' returned {len(raw)} bytes, {expected} expected")
+    return np.frombuffer(raw, dtype=dtype).reshape(height, width)
+
+
+def read_extent(source: RasterSource, extent: QgsRectangle, input_size: int) -> RasterBlock:
+    """Read every image band of ``extent`` (clipped to the raster) with a vectorised nodata mask."""
+    clipped = clip_extent(source, extent)
+    width, height = read_size(source, clipped, input_size)
+    arrays, mask = [], np.zeros((height, width), bool)
+    for band in source.image_bands:
+        arr = _band_array(source, band.number, band.dtype, clipped, width, height)
+        mask |= nodata.band_nodata(arr, band.nodata_value, list(band.user_ranges),
+                                   detect_collar=source.alpha_band is None)
+        arrays.append(arr)
+    if source.alpha_band is not None:
+        alpha = _band_array(source, source.alpha_band.number, source.alpha_band.dtype, clipped, width, height)
+        mask |= nodata.alpha_nodata(alpha)
+    notes = []
+    if clipped != extent:
+        notes.append("the extent was clipped to the raster's edge")
+    return RasterBlock(np.stack(arrays), mask, clipped, notes)

@@ -1,0 +1,109 @@
+"""Shared set-up for the QGIS-side tests: a headless, sandboxed QGIS, the real rasters and tiny real models.
+
+pytest-qgis starts one real QgsApplication per session in ``pytest_configure``; this module is an initial
+conftest, imported before that, so the environment below is in place when QGIS starts:
+
+* ``QT_QPA_PLATFORM=offscreen``: no display here or in CI (Qt otherwise aborts with exit 134);
+* ``QGIS_CUSTOM_CONFIG_PATH``: a throw-away profile (pytest-qgis then points it at its own temp dir);
+* ``GDAL_PAM_ENABLED=NO``: QGIS would otherwise write ``.aux.xml`` statistics next to the shared, read-only
+  rasters.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QGIS_CUSTOM_CONFIG_PATH", tempfile.mkdtemp(prefix="planet-terrain-qgis-"))
+os.environ["GDAL_PAM_ENABLED"] = "NO"
+os.environ.pop("PLANET_TERRAIN_MODEL", None)  # tests choose their model explicitly
+
+import pytest  # noqa: E402
+
+from paths import RASTERS as _SHARED_RASTERS  # noqa: E402
+
+#: The shared rasters (PLANET_TERRAIN_RASTERS overrides, e.g. for a copy elsewhere).
+RASTERS = Path(os.environ.get("PLANET_TERRAIN_RASTERS") or _SHARED_RASTERS)
+
+APOLLO = "AS15-M-0295_SML_geo.tif"
+APOLLO_2 = "AS15-M-0296_SML_geo.tif"
+LOLA = "Lunar_LRO_LOLA_Shade_MAP2_90.0N20.0_LAMB.tif"
+WAC = "lrowacphomap__WAC_GLD100_V1.0_GLOBAL_with_LOLA_30M_POLE.16bit.reduced.cub"
+VESTA_DAWN = "isis2pds__dawnEqui1.cub"
+VESTA_DTM = "demprep__vest64_dtm_specialpixels_downsampled.cub"
+MARS_EQUI = "hidtmgen__ortho__PSP_002118_1510_25cm_o_forPDS_cropped.cub"
+MARS_POLAR = "hidtmgen__ortho__PSP_009404_2635_RED_NLstretch_25cm_o_forPDS_cropped.cub"
+
+
+def raster_path(name: str) -> Path:
+    path = RASTERS / name
+    if not path.is_file():
+        pytest.fail(f"shared raster {path} is missing (set PLANET_TERRAIN_RASTERS to their folder)")
+    return path
+
+
+@pytest.fixture
+def raster_layer(qgis_app) -> Callable[[str], "QgsRasterLayer"]:  # noqa: F821
+    """Open a shared raster as a real QgsRasterLayer (not added to the project)."""
+    from qgis.core import QgsRasterLayer
+
+    def load(name: str) -> QgsRasterLayer:
+        layer = QgsRasterLayer(str(raster_path(name)), Path(name).stem)
+        assert layer.isValid(), f"QGIS could not open {name}"
+        return layer
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A real, valid tiny ONNX model (tests/model_factory.py): 32 px input, the 7 HiRISE classes."""
+    from model_factory import write_valid_model
+
+    return write_valid_model(tmp_path_factory.mktemp("models") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def broken_model(tmp_path_factory) -> Path:
+    """A real ONNX file whose contract lacks the temperature key."""
+    from model_factory import broken_metadata, write_model
+
+    return write_model(tmp_path_factory.mktemp("broken") / "no_temperature.onnx", broken_metadata("missing_key"))
+
+
+@pytest.fixture
+def terrain_processing(qgis_processing):
+    """Processing initialised with the Planet Terrain provider registered, as the plugin's initProcessing does.
+
+    Registered per test and removed afterwards, so plugin load/unload tests see a clean registry.
+    """
+    from qgis.core import QgsApplication
+
+    from planet_terrain_plugin.processing.provider import PROVIDER_ID, PlanetTerrainProvider
+
+    registry = QgsApplication.processingRegistry()
+    added = None
+    if registry.providerById(PROVIDER_ID) is None:
+        added = PlanetTerrainProvider()
+        assert registry.addProvider(added)
+    yield registry.providerById(PROVIDER_ID)
+    if added is not None:
+        registry.removeProvider(added)
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    """Process Qt events until ``predicate()`` holds or the time is up (bounded: tests never hang)."""
+    from qgis.core import QgsApplication
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        QgsApplication.processEvents()
+        if predicate():
+            return True
+        time.sleep(0.01)
+    QgsApplication.processEvents()
+    return predicate()
+

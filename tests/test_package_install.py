@@ -1,0 +1,94 @@
+"""The plugin installed into a (sandboxed) QGIS profile works headless: ``qgis_process.bin`` finds it and runs it.
+
+This is how a user's batch job or CI calls the plugin, and it exercises what an in-process test cannot:
+``metadata.txt``'s ``hasProcessingProvider=yes``, ``classFactory(None)`` + ``initProcessing()``, and output to
+a real file. Debian's ``/usr/bin/qgis_process`` wrapper is broken, so the binary is called directly.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from conftest import APOLLO, raster_path
+from paths import REPO
+from planet_terrain_plugin.core import models
+
+QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
+PLUGIN = "planet_terrain_plugin"
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not QGIS_PROCESS.exists(), reason="qgis_process.bin is not installed")]
+
+
+def install_plugin(profile_root: Path) -> Path:
+    """Copy the plugin (as `make package` ships it) into a fresh profile and enable it in QGIS3.ini."""
+    default = profile_root / "profiles" / "default"
+    target = default / "python" / "plugins" / PLUGIN
+    shutil.copytree(REPO / PLUGIN, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if not (target / "metadata.txt").exists():  # the plugin folder gets it from the root at packaging time
+        shutil.copy(REPO / "metadata.txt", target / "metadata.txt")
+    ini = default / "QGIS" / "QGIS3.ini"
+    ini.parent.mkdir(parents=True, exist_ok=True)
+    ini.write_text(f"[PythonPlugins]\n{PLUGIN}=true\n", encoding="utf-8")
+    return target
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("qgis-profile")
+    install_plugin(root)
+    return root
+
+
+def qgis_process(profile: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(profile), GDAL_PAM_ENABLED="NO",
+               # QGIS's Python is the system one; onnxruntime lives in the venv (a user pip-installs it)
+               PYTHONPATH=os.pathsep.join(filter(None, [sysconfig.get_paths()["purelib"],
+                                                        os.environ.get("PYTHONPATH", "")])))
+    env.pop("PLANET_TERRAIN_MODEL", None)
+    return subprocess.run([str(QGIS_PROCESS), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_metadata_declares_a_processing_provider(profile):
+    meta = (profile / "profiles/default/python/plugins" / PLUGIN / "metadata.txt").read_text(encoding="utf-8")
+    assert "hasProcessingProvider=yes" in meta and "icon=icon.png" in meta
+    assert (REPO / PLUGIN / "icon.png").is_file()
+
+
+def test_qgis_process_loads_the_plugin_provider(profile):
+    proc = qgis_process(profile, "plugins")
+    assert proc.returncode == 0, proc.stderr
+    assert f"* {PLUGIN}" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_qgis_process_classifies_to_a_geopackage(profile, tiny_model, tmp_path):
+    out = tmp_path / "classes.gpkg"
+    proc = qgis_process(profile, "--json", "run", "planet_terrain:classify_extent", "--",
+                        f"INPUT={raster_path(APOLLO)}", f"MODEL={tiny_model}", f"OUTPUT={out}")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    results = json.loads(proc.stdout[proc.stdout.index("{"):])["results"]
+    assert results["EXECUTION_PROVIDER"] == "CPUExecutionProvider" and results["LABEL"]
+
+    from qgis.core import QgsVectorLayer
+
+    layer = QgsVectorLayer(str(out), "classes", "ogr")
+    assert layer.isValid() and layer.featureCount() == 1
+    (feat,) = list(layer.getFeatures())
+    assert feat["label"] == results["LABEL"] and feat["body"] == "Moon" and feat["model"] == "tiny-test-model"
+    assert 0.0 < feat["confidence"] <= 1.0 and feat["p_crater"] >= 0.0
+
+
+def test_qgis_process_without_a_model_says_how_to_get_one(profile):
+    if models.installed_variants():
+        pytest.skip("a default model is installed in the plugin; the no-model path cannot occur")
+    proc = qgis_process(profile, "run", "planet_terrain:classify_extent", "--",
+                        f"INPUT={raster_path(APOLLO)}", "OUTPUT=TEMPORARY_OUTPUT")
+    assert proc.returncode != 0
+    assert "No default model is installed" in proc.stdout + proc.stderr
+    assert "make train export" in proc.stdout + proc.stderr

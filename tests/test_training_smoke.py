@@ -1,0 +1,116 @@
+"""The whole chain at toy size on real data: train -> calibrate -> evaluate -> report -> export (parity,
+int8, fp16) -> load with the plugin core -> classify a real image in-process and through the image CLI.
+
+Everything is written under pytest's tmp_path; nothing is mocked.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from paths import HIRISE_V1, HIRISE_V3
+import torch
+
+from planet_terrain_plugin.core.contract import read_contract
+from planet_terrain_plugin.core.images import read_image
+from planet_terrain_plugin.core.models import int8_is_acceptable
+from planet_terrain_plugin.core.pipeline import classify_blocks
+from planet_terrain_plugin.core.session import load_model
+
+REPO = Path(__file__).resolve().parent.parent
+V3, V1 = HIRISE_V3, HIRISE_V1
+IMAGE = V3 / "map-proj-v3" / "ESP_011289_1950_RED-0021-r90.jpg"
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (V3.is_dir() and V1.is_dir()), reason="shared HiRISE data not present")]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    from export.to_onnx import export_run
+    from training import report
+    from training.calibrate import calibrate
+    from training.config import TrainConfig
+    from training.evaluate import evaluate
+    from training.train import train
+
+    tmp = tmp_path_factory.mktemp("chain")
+    run = tmp / "run"
+    cfg = TrainConfig.load(REPO / "training" / "configs" / "smoke.json", data_root=str(V3), v1_root=str(V1),
+                           out_dir=str(run))
+    train(cfg, run, cache_dir=None, progress=False)
+    cal = calibrate(run, cache_dir=None)
+    metrics = evaluate(run, cache_dir=None)
+    report.plots(json.loads((run / "metrics.json").read_text()), json.loads((run / "history.json").read_text()), run)
+    paths = export_run(run, tmp / "export", cache_dir=None, calib_images=16)
+    return {"run": run, "cfg": cfg, "cal": cal, "metrics": metrics, "paths": paths}
+
+
+def test_run_files_written(chain):
+    run = chain["run"]
+    for name in ("config.json", "split.json", "history.json", "last.pt", "best.pt", "calibration.json",
+                 "metrics.json", "confusion.png", "reliability.png", "risk_coverage.png"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "config.json").read_text())["input_size"] == 32
+    m = chain["metrics"]
+    assert set(m["per_image"]) == {"all", "v3_crops", "v1_crops"}
+    assert len(m["per_image"]["all"]["confusion"]) == 8 and "tta" in m and "downsample_x4" in m["robustness"]
+
+
+def test_resume_continues_from_last_checkpoint(chain, tmp_path):
+    import shutil
+
+    from training.config import TrainConfig
+    from training.train import train
+
+    run = tmp_path / "run"
+    shutil.copytree(chain["run"], run)
+    cfg = TrainConfig.from_dict({**json.loads((run / "config.json").read_text()), "epochs": 2})
+    train(cfg, run, resume=True, cache_dir=None, progress=False)
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_exported_variants_carry_contract_and_scores(chain):
+    paths, cal = chain["paths"], chain["cal"]
+    assert set(paths) == {"fp32", "int8", "fp16"}
+    fp32 = read_contract(str(paths["fp32"]))
+    assert fp32.temperature == pytest.approx(cal["temperature"]) and fp32.threshold == pytest.approx(cal["threshold"])
+    assert fp32.input_size == 32 and fp32.metrics["parity_max_abs_dprob"] <= 1e-4
+    for v in ("int8", "fp16"):
+        c = read_contract(str(paths[v]))
+        assert c.metrics["variant"] == v and "macro_f1_delta_vs_fp32" in c.metrics
+        assert 0.0 <= c.metrics["top1_agreement_vs_fp32"] <= 1.0
+    int8_is_acceptable(dict(read_contract(str(paths["int8"])).metrics))  # the key the plugin reads parses
+
+
+def test_parity_check_catches_a_different_network(chain):
+    from export import parity
+    from training.dataset import GrayCache, load_all
+    from training.model import build_model
+
+    contract = read_contract(str(chain["paths"]["fp32"]))
+    records = load_all(V3, V1, True, max_images=6)
+    torch.manual_seed(123)
+    other_net = build_model(contract.num_classes)
+    with pytest.raises(parity.ParityError):
+        parity.check(chain["paths"]["fp32"], other_net, records, GrayCache(records, contract))
+
+
+def test_classify_real_image_in_process_and_via_cli(chain):
+    model = load_model(str(chain["paths"]["int8"]), "cpu")
+    block, mask = read_image(str(IMAGE))
+    (result,) = classify_blocks(model, [block], [mask], body="Mars")
+    assert result.decision is not None
+    assert np.isclose(sum(result.decision.probs), 1.0)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-m", "planet_terrain_plugin.core", "classify", str(IMAGE),
+                          "--model", str(chain["paths"]["fp32"])], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["model"] == "planet_terrain_resnet50" and set(record["probs"]) == set(model.contract.class_names)
