@@ -15,7 +15,7 @@ QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 export QT_QPA_PLATFORM ?= offscreen
 
 .DEFAULT_GOAL := help
-.PHONY: help sysdeps venv test demo deploy package clean
+.PHONY: help sysdeps venv test demo deploy package bench clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ deploy: ## Link the plugin into your QGIS profile (QGIS_PROFILE=... to choose an
 
 package: ## Build dist/planet_terrain_plugin-<version>.zip for "Install from ZIP" / the plugin repository
 	$(SYS_PY) -m scripts.package --out dist
+
+bench: venv ## Performance table: pipeline vs bare onnxruntime, baselines, memory at 1k-100k cells (build/bench)
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean: ## Remove build outputs (keeps the venv)
 	rm -rf build dist .pytest_cache .hypothesis

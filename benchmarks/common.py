@@ -1,0 +1,107 @@
+"""Shared helpers: which model files to measure, timing with repeats, peak memory, table printing.
+
+Everything is measured in one run on one machine and reported as ratios beside absolute figures: these
+machines are noisy, so each figure is the median of several repeats.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build" / "bench"
+SHARED = Path(os.environ.get("PLANET_TERRAIN_SHARED", ROOT.parent / "shared"))
+RASTER = SHARED / "data" / "rasters" / "AS15-M-0295_SML_geo.tif"
+
+
+def median_rate(fn: Callable[[], int], repeats: int = 3, warmup: int = 1) -> tuple[float, list[float]]:
+    """Items per second of ``fn`` (which returns how many items it processed): median over ``repeats``."""
+    for _ in range(warmup):
+        fn()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        n = fn()
+        rates.append(n / (time.perf_counter() - start))
+    return statistics.median(rates), rates
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB.
+
+    Linux's VmHWM belongs to this process image; ``ru_maxrss`` is not used because it survives fork+exec and
+    would report the parent's peak in a child started to measure one grid size.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def model_variants() -> dict[str, Path]:
+    """fp32 and int8 files to measure, from the shipped models (fp32 rebuilt from fp16 when not shipped).
+
+    A fresh clone ships int8 + fp16 only (fp32 is ~94 MB). fp16 weights upcast to fp32 give the same network
+    with fp32 arithmetic, which is what the speed of fp32 depends on; ``make export``'s own fp32 file is used
+    when ``runs/default/export`` has it. ``PLANET_TERRAIN_BENCH_MODELS`` points at another models folder.
+    """
+    from planet_terrain_plugin.core.models import MODELS_DIR, installed_variants
+
+    found = installed_variants(Path(os.environ.get("PLANET_TERRAIN_BENCH_MODELS", MODELS_DIR)))
+    run_fp32 = ROOT / "runs" / "default" / "export" / "planet_terrain_resnet50.fp32.onnx"
+    out: dict[str, Path] = {}
+    if "fp32" in found:
+        out["fp32"] = found["fp32"]
+    elif run_fp32.is_file():
+        out["fp32"] = run_fp32
+    elif "fp16" in found:
+        out["fp32"] = upcast_fp16(found["fp16"], BUILD / "planet_terrain_resnet50.fp32-from-fp16.onnx")
+    if "int8" in found:
+        out["int8"] = found["int8"]
+    if not out:
+        raise SystemExit("No shipped model to benchmark: run `make train export` first (see README).")
+    return out
+
+
+def upcast_fp16(src: Path, dst: Path) -> Path:
+    """Write ``src`` with every float16 initializer and cast turned back into float32 (metadata kept)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
+        return dst
+    model = onnx.load(str(src))
+    for init in model.graph.initializer:
+        if init.data_type == TensorProto.FLOAT16:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name))
+    for node in model.graph.node:
+        if node.op_type == "Cast":
+            for attr in node.attribute:
+                if attr.name == "to" and attr.i == TensorProto.FLOAT16:
+                    attr.i = TensorProto.FLOAT
+    for value in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT16:
+            value.type.tensor_type.elem_type = TensorProto.FLOAT
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> None:
+    """A plain aligned text table."""
+    cells = [header] + [[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    for i, row in enumerate(cells):
+        print("  " + "  ".join(c.rjust(w) for c, w in zip(row, widths)))
+        if i == 0:
+            print("  " + "  ".join("-" * w for w in widths))

@@ -1,0 +1,97 @@
+"""`make bench`: every benchmark in one run, one table, plus build/bench/results.json and results.png.
+
+Ratios are what to read: pipeline / bare onnxruntime at the same batch and precision (target >= 0.9),
+int8 / fp32 (target >= 3x on a CPU with VNNI), pipeline / web-service-style baseline (target >= 4x), and
+peak-memory growth from 1k to 100k cells (target <= 50 MB).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+
+from benchmarks import baselines, ceiling, pipeline, scaling
+from benchmarks.common import BUILD, print_table
+
+
+def machine() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            info = fh.read()
+    except OSError:
+        info = ""
+    cpu = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+               platform.processor() or "unknown CPU")
+    vnni = "avx512_vnni" in info or "avx_vnni" in info
+    return f"{cpu}, {os.cpu_count()} cores, VNNI {'yes' if vnni else 'no'}, {platform.system()}"
+
+
+def summarise(ceil: list[dict], pipe: list[dict], base: list[dict], scale: list[dict]) -> list[list]:
+    by = {(r["precision"], r["batch"]): r["images_per_s"] for r in ceil}
+    rows = []
+    for r in pipe:
+        c = by.get((r["precision"], r["batch"]))
+        rows.append([f"pipeline {r['precision']}", r["batch"], r["cells_per_s"], c, r["cells_per_s"] / c if c else ""])
+    web = next((b["images_per_s"] for b in base if b["bench"] == "web_service"), None)
+    best = max((r["cells_per_s"] for r in pipe), default=None)
+    for b in base:
+        rows.append([b["bench"], b["batch"], b["images_per_s"], "", ""])
+    if web and best:
+        rows.append(["best pipeline / web service", "", best / web, "", ""])
+    fp32 = by.get(("fp32", 32))
+    int8 = by.get(("int8", 32))
+    if fp32 and int8:
+        rows.append(["int8 / fp32 (bare, batch 32)", 32, int8 / fp32, "", ""])
+    if scale:
+        growth = scale[-1]["peak_rss_mb"] - scale[0]["peak_rss_mb"]
+        rows.append([f"peak RSS growth {scale[0]['cells']} -> {scale[-1]['cells']} cells (MB)", "", growth, "", ""])
+    return rows
+
+
+def plot(ceil: list[dict], pipe: list[dict], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for precision in sorted({r["precision"] for r in ceil}):
+        c = [r for r in ceil if r["precision"] == precision]
+        p = [r for r in pipe if r["precision"] == precision]
+        ax.plot([r["batch"] for r in c], [r["images_per_s"] for r in c], "o--", label=f"onnxruntime {precision}")
+        ax.plot([r["batch"] for r in p], [r["cells_per_s"] for r in p], "s-", label=f"pipeline {precision}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("cells (images) per second")
+    ax.set_title("Planet Terrain: pipeline vs its ceiling")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default=",".join(map(str, scaling.SIZES)), help="cell counts for the scaling run")
+    p.add_argument("--skip-scaling", action="store_true")
+    args = p.parse_args(argv)
+    BUILD.mkdir(parents=True, exist_ok=True)
+    print(f"Machine: {machine()}")
+    ceil = ceiling.main()
+    pipe = pipeline.main()
+    base = baselines.main()
+    scale = [] if args.skip_scaling else scaling.main(["--sizes", args.sizes])
+    rows = summarise(ceil, pipe, base, scale)
+    print_table("Summary (ratios measured in this run)", ["what", "batch", "rate or ratio", "ceiling", "vs ceiling"],
+                rows)
+    results = {"machine": machine(), "ceiling": ceil, "pipeline": pipe, "baselines": base, "scaling": scale}
+    (BUILD / "results.json").write_text(json.dumps(results, indent=2))
+    plot(ceil, pipe, BUILD / "results.png")
+    print(f"\nWrote {BUILD / 'results.json'} and {BUILD / 'results.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
