@@ -11,7 +11,7 @@ from model_factory import tiny_contract
 from paths import HIRISE_V3
 from planet_terrain_plugin.core.images import read_image
 from planet_terrain_plugin.core.preprocess import (
-    MostlyNodataError, preprocess, resize, stretch_to_uint8, stretched_gray, to_luminance)
+    MostlyNodataError, percentiles_of, preprocess, resize, stretch_to_uint8, stretched_gray, to_luminance)
 
 
 def test_resize_upsample_golden():
@@ -106,3 +106,12 @@ def test_any_input_gives_a_finite_tensor_or_a_clear_error(arr, nodata_share):
         assert "valid" in str(exc)
     else:
         assert t.shape == (3, 32, 32) and np.isfinite(t).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=hnp.arrays(np.float64, st.integers(1, 500),
+                         elements=st.one_of(st.integers(-40000, 40000).map(float),
+                                            st.floats(-1e6, 1e6, allow_nan=False))),
+       q=st.tuples(st.floats(0, 50), st.floats(50, 100)))
+def test_fast_percentiles_equal_numpy(values, q):
+    np.testing.assert_allclose(percentiles_of(values, q), np.percentile(values, q), rtol=0, atol=0)

@@ -75,6 +75,31 @@ def valid_mask(lum: np.ndarray, nodata_mask: np.ndarray | None = None) -> np.nda
     return valid
 
 
+def percentiles_of(values: np.ndarray, q: tuple[float, float]) -> tuple[float, float]:
+    """``np.percentile(values, q)`` (linear interpolation), exactly, but fast for integer-valued pixels.
+
+    Most rasters are 8/16-bit integers. For those, order statistics come from a histogram (one bincount, no
+    sort), which is several times faster per cell than numpy's partition and gives the identical value.
+    """
+    lo_v, hi_v = values.min(), values.max()
+    span = hi_v - lo_v
+    if span > 65535 or not np.array_equal(values, np.floor(values)):  # wide or fractional: numpy's way
+        lo, hi = np.percentile(values, q)
+        return float(lo), float(hi)
+    counts = np.bincount((values - lo_v).astype(np.int64), minlength=int(span) + 1)
+    cdf = np.cumsum(counts)
+    out = []
+    for pct in q:
+        pos = pct / 100.0 * (values.size - 1)
+        below, frac = int(np.floor(pos)), pos - np.floor(pos)
+        a = np.searchsorted(cdf, below + 1)  # value of the order statistic at index `below`
+        b = np.searchsorted(cdf, min(below + 2, values.size))
+        va, vb = float(lo_v) + a, float(lo_v) + b
+        # numpy's own lerp, including its switch at t >= 0.5, so the result is bit-identical.
+        out.append(vb - (vb - va) * (1 - frac) if frac >= 0.5 else va + (vb - va) * frac)
+    return out[0], out[1]
+
+
 def stretch_to_uint8(lum: np.ndarray, valid: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
     """Percentile stretch of the valid pixels to 0..255 (uint8); invalid pixels get the valid mean.
 
@@ -83,7 +108,7 @@ def stretch_to_uint8(lum: np.ndarray, valid: np.ndarray, percentiles: tuple[floa
     values = lum[valid]
     if values.size == 0:
         return np.full(lum.shape, 128, dtype=np.uint8)
-    lo, hi = np.percentile(values, percentiles)
+    lo, hi = percentiles_of(values, percentiles)
     if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
         out = np.full(lum.shape, 128.0)
     else:
@@ -155,11 +180,14 @@ def finish(gray8: np.ndarray, contract: ModelContract) -> np.ndarray:
 def preprocess(block: np.ndarray, contract: ModelContract, nodata_mask: np.ndarray | None = None,
                require_valid: bool = True) -> PreparedImage:
     """The whole path for one image. Raises :class:`MostlyNodataError` below the contract's valid share."""
-    gray8, fraction = stretched_gray(block, contract, nodata_mask)
-    if require_valid and fraction < contract.min_valid_fraction:
+    lum = to_luminance(block)
+    valid = valid_mask(lum, nodata_mask)
+    fraction = float(valid.mean())
+    if require_valid and fraction < contract.min_valid_fraction:  # before any work: grids skip many such cells
         raise MostlyNodataError(
             f"only {fraction:.0%} of the pixels are valid data (at least {contract.min_valid_fraction:.0%} "
             "needed); choose an area inside the image, away from its nodata border", fraction)
+    gray8 = stretch_to_uint8(lum, valid, contract.stretch_percentiles)
     return PreparedImage(finish(gray8, contract), fraction)
 
 
