@@ -1,4 +1,4 @@
-"""The plugin object QGIS loads: Processing provider, toolbar/menu actions and the rectangle map tool.
+"""The plugin object QGIS loads: Processing provider, toolbar/menu actions, the rectangle map tool and the panel.
 
 ``initProcessing`` alone is what ``qgis_process`` calls (``iface`` is None there); ``initGui`` adds the
 interactive parts on top in the desktop application.
@@ -6,11 +6,13 @@ interactive parts on top in the desktop application.
 from __future__ import annotations
 
 from qgis.core import Qgis, QgsApplication
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QActionGroup, QFileDialog, QMenu
 
 from .core.contract import ContractError
 from .gui.controller import ClassifyController, body_setting, set_body_setting
+from .gui.dock import TerrainDock
 from .gui.map_tool import ExtentMapTool
 from .gui.resources import icon_path
 from .processing.provider import PlanetTerrainProvider
@@ -29,6 +31,10 @@ class PlanetTerrainPlugin:
         self.actions: list[QAction] = []
         self.classify_action: QAction | None = None
         self.body_menu: QMenu | None = None
+        self.dock: TerrainDock | None = None
+        #: Toolbar button showing/hiding the panel (also in View > Panels); kept apart from ``actions``, which
+        #: lists the Planet Terrain menu entries.
+        self.dock_action: QAction | None = None
 
     # -- Processing (desktop and qgis_process) ---------------------------------------------------------------
     def initProcessing(self) -> None:  # noqa: N802 -- QGIS's name
@@ -72,6 +78,14 @@ class PlanetTerrainPlugin:
         self.iface.addPluginToMenu(MENU, body_action)
         self.actions = [self.classify_action, install, body_action]
 
+        self.dock = TerrainDock(self.iface, self.controller, install, self.activate_tool, window)
+        self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+        self.dock_action = self.dock.toggleViewAction()
+        self.dock_action.setIcon(QIcon(icon_path()))
+        self.dock_action.setText("Planet Terrain panel")
+        self.dock_action.setToolTip("Planet Terrain: show the panel (model, grid runs, threshold, legend, export)")
+        self.iface.addToolBarIcon(self.dock_action)
+
     def activate_tool(self) -> None:
         self.iface.mapCanvas().setMapTool(self.tool)
 
@@ -86,10 +100,23 @@ class PlanetTerrainPlugin:
             self.controller.message(str(exc), Qgis.Critical)
             return
         self.controller.message(f"Model installed: {path}", Qgis.Success)
+        if self.dock is not None:
+            self.dock.refresh_model()
 
     def unload(self) -> None:
         if self.controller is not None:
             self.controller.cancel_all()
+        if self.dock is not None:
+            self.dock.clean_up()
+            if self.dock_action is not None:
+                self.iface.removeToolBarIcon(self.dock_action)
+                self.dock_action = None
+            remove = getattr(self.iface, "removeDockWidget", None)  # absent from pytest-qgis's stub interface
+            if remove is not None:
+                remove(self.dock)
+            self.dock.setParent(None)
+            self.dock.deleteLater()
+            self.dock = None
         if self.tool is not None:
             canvas = self.iface.mapCanvas()
             if canvas.mapTool() is self.tool:

@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import subprocess
+import sysconfig
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,13 +27,23 @@ def qgis_process_binary() -> str:
 
 
 def environment(profile: Path) -> dict[str, str]:
+    """qgis_process's environment: offscreen Qt, the sandboxed profile, no .aux.xml beside input rasters, and
+    this venv's site-packages on PYTHONPATH — qgis_process runs the system Python, while onnxruntime lives
+    where a user's ``pip install`` put it (here: the venv)."""
     env = dict(os.environ)
-    env.update(QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(profile))
+    purelib = sysconfig.get_paths()["purelib"]
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env.update(QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(profile), GDAL_PAM_ENABLED="NO",
+               PYTHONPATH=os.pathsep.join([purelib] + [p for p in paths if p != purelib]))
     return env
 
 
-def make_profile(profile: Path, plugin_dir: Path = ROOT / PLUGIN, link: bool = True) -> Path:
-    """Create ``profile`` with the plugin installed (symlinked or copied) and enabled."""
+def make_profile(profile: Path, plugin: Path = ROOT / PLUGIN, link: bool = True) -> Path:
+    """Create ``profile`` with the plugin installed and enabled, as a user would have it.
+
+    ``plugin`` is the plugin folder (symlinked, or copied when ``link`` is False) or a ``make package`` zip
+    (unpacked, as QGIS's "Install from ZIP" does). Re-running on an existing profile replaces the plugin.
+    """
     plugins = profile / "profiles" / "default" / "python" / "plugins"
     plugins.mkdir(parents=True, exist_ok=True)
     target = plugins / PLUGIN
@@ -39,11 +51,16 @@ def make_profile(profile: Path, plugin_dir: Path = ROOT / PLUGIN, link: bool = T
         target.unlink()
     elif target.exists():
         shutil.rmtree(target)
-    if link:
-        target.symlink_to(plugin_dir.resolve(), target_is_directory=True)
+    if plugin.suffix == ".zip":
+        with zipfile.ZipFile(plugin) as zf:
+            zf.extractall(plugins)
+    elif link:
+        target.symlink_to(plugin.resolve(), target_is_directory=True)
     else:
-        shutil.copytree(plugin_dir, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    run(["plugins", "enable", PLUGIN], profile, check=True)
+        shutil.copytree(plugin, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    proc = run(["plugins", "enable", PLUGIN], profile)
+    if proc.returncode != 0 and "already enabled" not in (proc.stdout + proc.stderr):
+        raise RuntimeError(f"qgis_process could not enable {PLUGIN}:\n{proc.stdout}\n{proc.stderr}")
     return profile
 
 

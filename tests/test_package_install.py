@@ -7,10 +7,7 @@ a real file. Debian's ``/usr/bin/qgis_process`` wrapper is broken, so the binary
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,8 @@ import pytest
 from conftest import APOLLO, raster_path
 from paths import REPO
 from planet_terrain_plugin.core import models
+from scripts import qgis_process as qgis_process_runner
+from scripts.package import build_zip, validate_zip
 
 QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
 PLUGIN = "planet_terrain_plugin"
@@ -26,33 +25,18 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not QGIS_PROCESS.exists(), reason="qgis_process.bin is not installed")]
 
 
-def install_plugin(profile_root: Path) -> Path:
-    """Copy the plugin (as `make package` ships it) into a fresh profile and enable it in QGIS3.ini."""
-    default = profile_root / "profiles" / "default"
-    target = default / "python" / "plugins" / PLUGIN
-    shutil.copytree(REPO / PLUGIN, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    if not (target / "metadata.txt").exists():  # the plugin folder gets it from the root at packaging time
-        shutil.copy(REPO / "metadata.txt", target / "metadata.txt")
-    ini = default / "QGIS" / "QGIS3.ini"
-    ini.parent.mkdir(parents=True, exist_ok=True)
-    ini.write_text(f"[PythonPlugins]\n{PLUGIN}=true\n", encoding="utf-8")
-    return target
-
-
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("qgis-profile")
-    install_plugin(root)
+    """A clean profile with the plugin installed from the `make package` zip and enabled by qgis_process."""
+    zip_path, _ = build_zip(tmp_path_factory.mktemp("dist"))
+    assert validate_zip(zip_path) == []
+    root = qgis_process_runner.make_profile(tmp_path_factory.mktemp("qgis-profile"), zip_path)
+    assert not (root / "profiles/default/python/plugins" / PLUGIN).is_symlink()
     return root
 
 
 def qgis_process(profile: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(profile), GDAL_PAM_ENABLED="NO",
-               # QGIS's Python is the system one; onnxruntime lives in the venv (a user pip-installs it)
-               PYTHONPATH=os.pathsep.join(filter(None, [sysconfig.get_paths()["purelib"],
-                                                        os.environ.get("PYTHONPATH", "")])))
-    env.pop("PLANET_TERRAIN_MODEL", None)
-    return subprocess.run([str(QGIS_PROCESS), *args], env=env, capture_output=True, text=True, timeout=120)
+    return qgis_process_runner.run(list(args), profile, timeout=120)
 
 
 def test_metadata_declares_a_processing_provider(profile):

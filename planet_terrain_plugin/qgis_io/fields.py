@@ -7,6 +7,7 @@ contract (``TerrainClass.field_name``), so a model with other classes gets other
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from dataclasses import dataclass
 
 from qgis.core import QgsFeature, QgsField, QgsFields, QgsGeometry, QgsRectangle
@@ -27,6 +28,7 @@ TAIL_FIELDS: tuple[tuple[str, QVariant.Type], ...] = (
     ("body", QVariant.String),
     ("body_renorm", QVariant.Bool),
     ("gsd_m", QVariant.Double),
+    ("gsd_warn", QVariant.Bool),
     ("source_layer", QVariant.String),
     ("model", QVariant.String),
     ("model_version", QVariant.String),
@@ -51,6 +53,32 @@ class Provenance:
 def utc_now() -> str:
     """ISO 8601 UTC timestamp with seconds, e.g. ``2026-11-23T17:05:00Z``."""
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+#: Relative slack at the ends of the model's ground-sampling range (float noise in a pixel size is not "outside").
+GSD_SLACK = 1e-6
+
+
+def gsd_factor(gsd_m: float, gsd_range_m: tuple[float, float]) -> float:
+    """How far a ground pixel size lies outside the model's trained range, as a ratio.
+
+    1.0 inside the range; ``gsd / max`` (> 1) when coarser than the training images; ``gsd / min`` (< 1) when
+    finer; NaN when the pixel size is unknown.
+    """
+    if gsd_m is None or not math.isfinite(gsd_m) or gsd_m <= 0:
+        return float("nan")
+    lo, hi = gsd_range_m
+    if gsd_m > hi * (1 + GSD_SLACK):
+        return gsd_m / hi
+    if gsd_m < lo * (1 - GSD_SLACK):
+        return gsd_m / lo
+    return 1.0
+
+
+def gsd_warning(gsd_m: float, gsd_range_m: tuple[float, float]) -> bool | None:
+    """The ``gsd_warn`` flag: True when the pixels are outside the model's range, None when their size is unknown."""
+    factor = gsd_factor(gsd_m, gsd_range_m)
+    return None if not math.isfinite(factor) else factor != 1.0
 
 
 def probability_field_names(contract: ModelContract) -> list[str]:
@@ -79,7 +107,8 @@ def decision_values(decision: Decision, contract: ModelContract, provenance: Pro
         "body_renorm": bool(decision.body_renormalised),
     }
     values.update(zip(probability_field_names(contract), (float(p) for p in decision.probs)))
-    values.update(body=provenance.body, gsd_m=float(provenance.gsd_m), source_layer=provenance.source_layer,
+    values.update(body=provenance.body, gsd_m=float(provenance.gsd_m),
+                  gsd_warn=gsd_warning(provenance.gsd_m, contract.gsd_range_m), source_layer=provenance.source_layer,
                   model=provenance.model, model_version=provenance.model_version, provider=provenance.provider,
                   created_utc=provenance.created_utc)
     return values

@@ -4,50 +4,125 @@ Every result feature stores the calibrated (and body-renormalised) probability v
 fields, so moving the threshold needs no model run: abstention is recomputed by the same core function a fresh
 run uses (:func:`core.calibrate.decide_from_probs`), which is why the result equals a fresh run at that threshold.
 The edit is one undoable edit-buffer change on the layer, committed only when the layer was not already being
-edited by the user.
+edited by the user. Only features whose label actually changes are touched, so sliding the threshold over a
+large grid costs a read of the probabilities and a few edits.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
-from qgis.core import QgsVectorLayer
+from qgis.core import QgsFeatureRequest, QgsVectorLayer
+from qgis.PyQt.QtCore import QVariant
 
 from ..core.calibrate import decide_from_probs
 from ..core.contract import ModelContract
+from .fields import probability_field_names
+
+#: Fields a re-label reads (the probabilities) or writes, besides the probabilities.
+LABEL_FIELD, CLASS_ID_FIELD, ABSTAINED_FIELD = "label", "class_id", "abstained"
+
+
+class RelabelError(ValueError):
+    """The layer cannot be re-labelled with this contract (not a result layer, or another model's classes)."""
 
 
 def prob_field_names(contract: ModelContract) -> list[str]:
-    return [c.field_name for c in contract.classes]
+    return probability_field_names(contract)
+
+
+def is_result_layer(layer, contract: ModelContract) -> bool:
+    """True when ``layer`` has the label fields and exactly ``contract``'s probability fields."""
+    if not isinstance(layer, QgsVectorLayer) or not layer.isValid():
+        return False
+    names = set(layer.fields().names())
+    wanted = set(prob_field_names(contract)) | {LABEL_FIELD, CLASS_ID_FIELD, ABSTAINED_FIELD}
+    others = {n for n in names if n.startswith("p_")} - set(prob_field_names(contract))
+    return wanted <= names and not others
+
+
+def label_counts(layer: QgsVectorLayer) -> dict[str, int]:
+    """Features per ``label`` value (no geometry read); NULL labels count as ``''``."""
+    index = layer.fields().indexOf(LABEL_FIELD)
+    if index < 0:
+        raise RelabelError(f"layer '{layer.name()}' has no '{LABEL_FIELD}' field")
+    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes([index])
+    counts: Counter[str] = Counter()
+    for feature in layer.getFeatures(request):
+        value = feature.attribute(index)
+        counts["" if value is None or value == QVariant() else str(value)] += 1
+    return dict(counts)
+
+
+def _number(value) -> float:
+    if value is None or (isinstance(value, QVariant) and value.isNull()):
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: float) -> dict[str, int]:
-    """Recompute label, class_id, abstained (and keep confidence) for every feature; returns counts per label."""
-    names = prob_field_names(contract)
+    """Recompute label, class_id and abstained (confidence is unchanged) for every feature at ``threshold``.
+
+    Returns the feature count per label after the change. Features without a complete probability vector
+    (NULLs, e.g. edited by hand) are left as they are and counted under their current label.
+    """
+    threshold = float(threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+    if not is_result_layer(layer, contract):
+        raise RelabelError(f"layer '{layer.name() if layer is not None else None}' is not a Planet Terrain result "
+                           f"layer of the model '{contract.model_name}' (its fields do not match the model's "
+                           "classes); re-labelling needs the probabilities that model stored")
     fields = layer.fields()
-    missing = [n for n in names + ["label", "class_id", "abstained"] if fields.indexOf(n) < 0]
-    if missing:
-        raise ValueError(f"layer '{layer.name()}' is not a Planet Terrain result layer (missing fields {missing})")
-    idx_label, idx_id, idx_abst = (fields.indexOf(n) for n in ("label", "class_id", "abstained"))
-    prob_idx = [fields.indexOf(n) for n in names]
-    features = list(layer.getFeatures())
-    if not features:
+    idx_label, idx_id, idx_abst = (fields.indexOf(n) for n in (LABEL_FIELD, CLASS_ID_FIELD, ABSTAINED_FIELD))
+    prob_idx = [fields.indexOf(n) for n in prob_field_names(contract)]
+    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(
+        prob_idx + [idx_label, idx_id, idx_abst])
+    ids, rows, current = [], [], []
+    for feature in layer.getFeatures(request):
+        ids.append(feature.id())
+        rows.append([_number(feature.attribute(i)) for i in prob_idx])
+        current.append((feature.attribute(idx_label), feature.attribute(idx_id), feature.attribute(idx_abst)))
+    if not ids:
         return {}
-    probs = np.array([[f.attribute(i) for i in prob_idx] for f in features], dtype=np.float64)
-    decisions = decide_from_probs(probs, contract, threshold)
-    abst_type_is_bool = fields.at(idx_abst).typeName().lower().startswith("bool")
+    probs = np.array(rows, dtype=np.float64)
+    complete = np.isfinite(probs).all(axis=1)
+    decisions = iter(decide_from_probs(probs[complete], contract, threshold)) if complete.any() else iter(())
+    abst_is_bool = fields.at(idx_abst).type() == QVariant.Bool
+    counts: Counter[str] = Counter()
+    changes: dict[int, dict[int, object]] = {}
+    for fid, ok, (label, class_id, abstained) in zip(ids, complete, current):
+        if not ok:
+            counts["" if label is None or label == QVariant() else str(label)] += 1
+            continue
+        d = next(decisions)
+        counts[d.label] += 1
+        new_abst = d.abstained if abst_is_bool else int(d.abstained)
+        if label != d.label or _number(class_id) != d.class_id or abstained in (None, QVariant()) \
+                or bool(abstained) != d.abstained:
+            changes[fid] = {idx_label: d.label, idx_id: d.class_id, idx_abst: new_abst}
+    if changes:
+        _apply(layer, changes, threshold)
+    return dict(counts)
+
+
+def _apply(layer: QgsVectorLayer, changes: dict[int, dict[int, object]], threshold: float) -> None:
     was_editing = layer.isEditable()
     if not was_editing and not layer.startEditing():
-        raise RuntimeError(f"layer '{layer.name()}' cannot be edited (read-only source?)")
-    counts: dict[str, int] = {}
-    layer.beginEditCommand(f"Re-label at threshold {threshold:.2f}")
-    for feature, d in zip(features, decisions):
-        layer.changeAttributeValues(feature.id(), {
-            idx_label: d.label, idx_id: d.class_id,
-            idx_abst: d.abstained if abst_type_is_bool else int(d.abstained)})
-        counts[d.label] = counts.get(d.label, 0) + 1
+        raise RelabelError(f"layer '{layer.name()}' cannot be edited (read-only source?)")
+    layer.beginEditCommand(f"Re-label at threshold {threshold:.3f}")
+    ok = all(layer.changeAttributeValues(fid, values) for fid, values in changes.items())
+    if not ok:
+        layer.destroyEditCommand()
+        if not was_editing:
+            layer.rollBack()
+        raise RelabelError(f"could not change the labels in '{layer.name()}'")
     layer.endEditCommand()
     if not was_editing and not layer.commitChanges():
         errors = "; ".join(layer.commitErrors())
         layer.rollBack()
-        raise RuntimeError(f"could not save the new labels in '{layer.name()}': {errors}")
+        raise RelabelError(f"could not save the new labels in '{layer.name()}': {errors}")
     layer.triggerRepaint()
-    return counts
