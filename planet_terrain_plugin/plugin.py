@@ -96,7 +96,7 @@ class PlanetTerrainPlugin:
             return
         try:
             path = install_model_setting(path)
-        except ContractError as exc:
+        except (ContractError, ImportError) as exc:  # ImportError: onnxruntime not installed yet
             self.controller.message(str(exc), Qgis.Critical)
             return
         self.controller.message(f"Model installed: {path}", Qgis.Success)

@@ -267,8 +267,9 @@ def read_contract(path: str) -> ModelContract:
         raise ContractError(path, None, "does not exist.", "Check the path or install a model (see README).")
     if os.path.getsize(path) == 0:
         raise ContractError(path, None, "is an empty file.", "Re-download or re-export the model.")
-    import onnxruntime as ort
+    from .session import import_onnxruntime  # an ImportError that says how to install it
 
+    ort = import_onnxruntime()
     try:
         opts = ort.SessionOptions()
         opts.log_severity_level = 3

@@ -91,7 +91,7 @@ def add_to_path(target_dir: Path) -> None:
     """Make packages installed by :func:`run_install` importable in this QGIS session."""
     path = str(target_dir)
     if os.path.isdir(path) and path not in sys.path:
-        sys.path.insert(0, path)
+        sys.path.append(path)  # after QGIS's own packages: pip's numpy there must never shadow the one GDAL uses
         importlib.invalidate_caches()
 
 

@@ -51,8 +51,11 @@ def to_luminance(block: np.ndarray) -> np.ndarray:
     if arr.ndim == 2:
         lum = arr.astype(np.float64)
     elif arr.ndim == 3:
+        if arr.shape[0] == 0:
+            raise ValueError(f"the image has no bands (shape {arr.shape}); pick a raster with at least one band")
         if arr.shape[0] >= 3:
             rgb = arr[:3].astype(np.float64)
+            rgb[~np.isfinite(rgb)] = np.nan  # inf + -inf across bands would be an invalid operation
             lum = LUMA_WEIGHTS[0] * rgb[0] + LUMA_WEIGHTS[1] * rgb[1] + LUMA_WEIGHTS[2] * rgb[2]
         else:  # 1 band, or gray + alpha
             lum = arr[0].astype(np.float64)
@@ -109,11 +112,12 @@ def stretch_to_uint8(lum: np.ndarray, valid: np.ndarray, percentiles: tuple[floa
     if values.size == 0:
         return np.full(lum.shape, 128, dtype=np.uint8)
     lo, hi = percentiles_of(values, percentiles)
-    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+    # Halving before subtracting keeps hi - lo finite for values spanning all of float64 (-1e308..1e308);
+    # halving is exact in binary floating point, so ordinary images give bit-identical results.
+    if not np.isfinite(lo) or not np.isfinite(hi) or not hi / 2 - lo / 2 > 1e-300:
         out = np.full(lum.shape, 128.0)
     else:
-        # float64 keeps extreme 16-bit/float ranges exact enough; clip before rounding.
-        out = (np.where(valid, lum, lo) - lo) * (255.0 / (hi - lo))
+        out = (np.where(valid, lum, lo) / 2 - lo / 2) * (255.0 / (hi / 2 - lo / 2))
         out = np.clip(out, 0.0, 255.0)
     out = np.rint(out)
     if not valid.all():

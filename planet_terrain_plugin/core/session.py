@@ -86,20 +86,21 @@ class TerrainModel:
 
 
 _CACHE: dict[tuple, TerrainModel] = {}
+_REEXPORT = "Re-export the model with `make export`, or pick a model made for this plugin."
 _CACHE_LOCK = threading.Lock()
 
 
 def _check_io(sess, contract: ModelContract, path: str) -> str:
     inputs, outputs = sess.get_inputs(), sess.get_outputs()
     if len(inputs) != 1 or len(outputs) != 1:
-        raise ContractError(path, None, f"has {len(inputs)} inputs and {len(outputs)} outputs; expected 1 and 1.")
+        raise ContractError(path, None, f"has {len(inputs)} inputs and {len(outputs)} outputs; expected 1 and 1.", _REEXPORT)
     shape = list(inputs[0].shape)
     s = contract.input_size
     if len(shape) != 4 or any(isinstance(d, int) and d != want for d, want in zip(shape[1:], (3, s, s))):
-        raise ContractError(path, "input_size", f"says {s}, but the network input is {shape}; expected [N, 3, {s}, {s}].")
+        raise ContractError(path, "input_size", f"says {s}, but the network input is {shape}; expected [N, 3, {s}, {s}].", _REEXPORT)
     out_shape = list(outputs[0].shape)
     if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != contract.num_classes):
-        raise ContractError(path, "classes", f"lists {contract.num_classes} classes, but the network outputs {out_shape}.")
+        raise ContractError(path, "classes", f"lists {contract.num_classes} classes, but the network outputs {out_shape}.", _REEXPORT)
     return inputs[0].name
 
 

@@ -13,7 +13,7 @@ from typing import Callable
 from qgis.core import QgsMessageLog, QgsRectangle, QgsTask, Qgis
 
 from ..core.session import TerrainModel, load_model
-from ..qgis_io.classify import ExtentOutcome, classify_extent
+from ..qgis_io.classify import Cancelled, ExtentOutcome, classify_extent
 from ..qgis_io.layer_info import CrsInfo
 from ..qgis_io.raster_read import RasterSource
 
@@ -54,8 +54,11 @@ class ClassifyTask(QgsTask):
             if self.isCanceled():
                 return False
             self.outcome = classify_extent(self.job.source, self.job.extent, self.model, self.job.info,
-                                           self.job.threshold, self.setProgress)
+                                           self.job.threshold, self.setProgress, self.isCanceled)
             return not self.isCanceled()
+        except Cancelled:  # the user's choice, not an error: nothing to log
+            self.outcome = None
+            return False
         except Exception as exc:  # noqa: BLE001 -- anything here must become a message, not a crash
             self.error_trace = traceback.format_exc()
             self.error = exc.with_traceback(None)  # the frames would hold this task in a reference cycle

@@ -11,11 +11,12 @@ from ..core.contract import ContractError
 from ..core.models import NoModelError
 from ..core.session import load_model
 from ..qgis_io import fields as result_fields
-from ..qgis_io.classify import BodyError, classify_extent
+from ..qgis_io.classify import BodyError, Cancelled, classify_extent
 from ..qgis_io.layer_info import BODY_CHOICES, crs_info
 from ..qgis_io.model_choice import resolve_model_path
 from ..qgis_io.raster_read import ExtentError, raster_source
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs
+from .guards import FileOutput, input_problem
 from .styling import StyleOnLoad
 
 
@@ -62,6 +63,13 @@ class ClassifyExtentAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.CONFIDENCE, "Confidence"))
         self.addOutput(QgsProcessingOutputString(self.EXECUTION_PROVIDER, "onnxruntime execution provider"))
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802 -- QGIS's name
+        """Before QGIS's generic "could not load source layer": say what INPUT is when it is not a raster."""
+        problem = input_problem(self, parameters, self.INPUT, context)
+        if problem:
+            return False, problem
+        return super().checkParameterValues(parameters, context)
+
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 -- QGIS's name
         """Main thread: snapshot the layer (a provider clone) and its body; nothing slow happens here."""
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
@@ -99,17 +107,24 @@ class ClassifyExtentAlgorithm(QgsProcessingAlgorithm):
         if parameters.get(self.THRESHOLD) not in (None, ""):
             threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
 
+        output = FileOutput(parameters, self.OUTPUT, context)  # refuses an existing file before any work
         try:
-            outcome = classify_extent(source, extent, model, info, threshold, feedback.setProgress)
+            outcome = classify_extent(source, extent, model, info, threshold, feedback.setProgress,
+                                      feedback.isCanceled)
         except (ExtentError, BodyError) as exc:
             raise QgsProcessingException(str(exc)) from None
+        except Cancelled as exc:
+            raise QgsProcessingException(f"Cancelled: {exc}.") from None
 
         fields = result_fields.result_fields(model.contract)
-        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon,
-                                             source.crs)
+        try:
+            sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon,
+                                                 source.crs)
+        except QgsProcessingException as exc:
+            output.discard()
+            raise output.created_error(exc) from None
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        StyleOnLoad.attach(context, dest_id, model.contract)
         for note in outcome.notes:
             feedback.pushInfo(f"Note: {note}")
         label, confidence = "", None
@@ -117,10 +132,22 @@ class ClassifyExtentAlgorithm(QgsProcessingAlgorithm):
         if decision is None:
             feedback.reportError(f"Not classified: {outcome.result.skipped_reason}", False)
         else:
-            sink.addFeature(result_fields.decision_feature(fields, outcome.extent, decision, model.contract,
-                                                           outcome.provenance), QgsFeatureSink.FastInsert)
+            feature = result_fields.decision_feature(fields, outcome.extent, decision, model.contract,
+                                                     outcome.provenance)
+            if feedback.isCanceled():
+                message = "Cancelled while writing: nothing was written."
+            elif not sink.addFeature(feature, QgsFeatureSink.FastInsert):
+                message = (f"Writing the result failed ({sink.lastError() or 'no reason given'}): nothing was "
+                           "written. Check that the destination can be written and that the disk is not full.")
+            else:
+                message = ""
+            if message:
+                del sink
+                output.discard()
+                raise QgsProcessingException(message)
             label, confidence = decision.label, decision.confidence
             feedback.pushInfo(f"{label} (confidence {confidence:.2f}) on {model.provider}")
+        StyleOnLoad.attach(context, dest_id, model.contract)
         feedback.setProgress(100)
         self._source = None  # release the provider clone now, not when Processing drops the algorithm
         return {self.OUTPUT: dest_id, self.LABEL: label, self.CONFIDENCE: confidence,

@@ -41,11 +41,12 @@ from ..core.pipeline import batched, classify_blocks
 from ..core.session import TerrainModel, load_model
 from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
-from ..qgis_io.classify import BodyError, check_body
+from ..qgis_io.classify import MIN_EXTENT_PIXELS, BodyError, check_body
 from ..qgis_io.layer_info import BODY_CHOICES, CrsInfo, crs_info
 from ..qgis_io.model_choice import resolve_model_path
 from ..qgis_io.raster_read import ExtentError, RasterSource, raster_source, read_extent
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs, same_surface
+from .guards import FileOutput, input_problem
 
 #: Fields a grid run adds after ``fields.result_fields``: the cell's row (0 = top) and column in its row.
 ROW_FIELD, COL_FIELD = "row", "col"
@@ -137,6 +138,13 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.CLASS_COUNTS, "Cells per label (JSON)"))
         self.addOutput(QgsProcessingOutputString(self.CLASS_AREAS_M2, "Area per label in m² (JSON)"))
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802 -- QGIS's name
+        """Before QGIS's generic "could not load source layer": say what INPUT is when it is not a raster."""
+        problem = input_problem(self, parameters, self.INPUT, context)
+        if problem:
+            return False, problem
+        return super().checkParameterValues(parameters, context)
+
     # -- parameters -> plain values --------------------------------------------------------------------------
     def _model(self, parameters, context, feedback) -> TerrainModel:
         try:
@@ -215,6 +223,7 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
         if layer is None:
             raise QgsProcessingException("INPUT: no raster layer could be opened from "
                                          f"{parameters.get(self.INPUT)!r}; give a raster file or layer.")
+        output = FileOutput(parameters, self.OUTPUT, context)  # refuses an existing file before any work
         model = self._model(parameters, context, feedback)
         contract = model.contract
         info = crs_info(layer.crs(), BODY_CHOICES[self.parameterAsEnum(parameters, self.BODY, context)])
@@ -229,6 +238,12 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
         polygons = self._polygons(parameters, context, layer, feedback)
         area = self._area(parameters, context, layer, polygons)
         size, size_value, size_unit = self._cell_size(parameters, context, model, info, source, feedback)
+        px, py = source.pixel_size
+        if min(size.width / px, size.height / py) < MIN_EXTENT_PIXELS - 1e-6:
+            raise QgsProcessingException(
+                f"CELL_SIZE: cells of {size.width / px:.3g} x {size.height / py:.3g} source pixels are too small; "
+                f"each cell needs at least {MIN_EXTENT_PIXELS} x {MIN_EXTENT_PIXELS} pixels to show terrain (a "
+                "smaller one would reach the model as an upsampled blur). Give a larger CELL_SIZE.")
         overlap = self.parameterAsDouble(parameters, self.OVERLAP, context)
         grid = core_grid.Grid(core_grid.Extent(area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum()),
                               size, overlap, edge="extend")
@@ -241,8 +256,12 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
                 "extent or polygons, or raise MAX_CELLS if you really want this many.")
 
         fields = grid_result_fields(contract)
-        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon,
-                                             layer.crs())
+        try:
+            sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon,
+                                                 layer.crs())
+        except QgsProcessingException as exc:
+            output.discard()
+            raise output.created_error(exc) from None
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
 
@@ -254,7 +273,12 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
                 break
             features = self._classify_batch(batch, source, model, info, body, threshold, fields, stats)
             if features and not sink.addFeatures(features, QgsFeatureSink.FastInsert):
-                raise QgsProcessingException(f"writing to the output failed: {sink.lastError()}")
+                error = sink.lastError()
+                del sink
+                output.discard()
+                raise QgsProcessingException(f"writing to the output failed ({error or 'no reason given'}); the "
+                                             "partial file was removed. Check that the destination can be written "
+                                             "and that the disk is not full.")
             feedback.setProgress(100.0 * stats.visited / max(total, 1))
         if feedback.isCanceled():
             feedback.reportError(f"Cancelled after {stats.visited} of {total} cells; the output holds the "

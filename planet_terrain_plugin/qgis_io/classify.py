@@ -18,11 +18,22 @@ from ..core.session import TerrainModel
 from . import layer_info
 from .fields import Provenance, utc_now
 from .layer_info import CrsInfo
-from .raster_read import RasterSource, read_extent
+from .raster_read import ExtentError, RasterSource, clip_extent, read_extent
+
+#: Fewest source pixels an extent must span along its shorter side to be classified. The model input is made by
+#: resizing the block to ``input_size`` (224 px for the shipped model, from 227 px training crops); a block of a
+#: handful of pixels would reach the network as an upsampled blur of a few grey values, and whatever it answered
+#: would describe the interpolation, not terrain. 8 px is already a 28x magnification for the shipped model:
+#: anything smaller is refused with a message instead of being given a confident-looking label.
+MIN_EXTENT_PIXELS = 8
 
 
 class BodyError(ValueError):
     """The raster's body does not suit the model; the message says how to override it."""
+
+
+class Cancelled(Exception):
+    """The user cancelled the run; nothing was produced."""
 
 
 @dataclass
@@ -42,6 +53,10 @@ class ExtentOutcome:
 def check_body(info: CrsInfo, contract: ModelContract) -> str | None:
     """The body name to classify for (None: unknown), or :class:`BodyError` when the model cannot serve it."""
     body = info.body
+    if not info.valid and not info.overridden:
+        raise BodyError("the layer has no coordinate reference system, so neither its body (Mars, Moon, Vesta) nor "
+                        "its ground pixel size is known. Set the layer's CRS (Layer Properties > Source) or choose "
+                        "the body explicitly (BODY parameter / Planet Terrain > Body menu).")
     if body is None:
         return None
     if body is EARTH and not info.overridden:
@@ -58,26 +73,78 @@ def gsd_note(gsd: float, contract: ModelContract) -> str | None:
     """A warning when the pixels are far coarser or finer than what the model was trained on."""
     lo, hi = contract.gsd_range_m
     if not math.isfinite(gsd):
-        return "ground pixel size unknown (no body or radius in the CRS)"
+        return "ground pixel size unknown (no CRS, or no body or radius in it)"
     if gsd < lo or gsd > hi:
         return (f"ground pixel size {gsd:.3g} m is outside the model's range {lo:g}-{hi:g} m; "
                 "treat the label with care")
     return None
 
 
+def check_geographic_extent(source: RasterSource, extent: QgsRectangle, info: CrsInfo) -> None:
+    """Refuse an extent that crosses a pole or the longitude seam of a geographic (degree) raster.
+
+    Refused rather than clipped or split: clipping would silently drop the part of the area the user asked
+    about (it lies at the opposite edge of the image), and splitting would make one label out of two images.
+    Half a pixel of slack allows for rectangles snapped by hand to the edge.
+    """
+    if not info.degrees:
+        return
+    px, py = source.pixel_size
+    for lat in (extent.yMaximum(), extent.yMinimum()):
+        if abs(lat) > 90.0 + py / 2:
+            raise ExtentError(
+                f"the extent reaches latitude {lat:.6g}°, beyond the {'north' if lat > 0 else 'south'} pole: a "
+                "longitude/latitude rectangle cannot cross a pole. Keep it within ±90° latitude, or classify a "
+                "polar stereographic version of the raster.")
+    raster = source.extent
+    if raster.width() >= 360.0 - px / 2:  # a global raster: beyond one edge the globe continues at the other
+        west = extent.xMinimum() < raster.xMinimum() - px / 2
+        east = extent.xMaximum() > raster.xMaximum() + px / 2
+        if west or east:
+            seam = raster.xMinimum() if west else raster.xMaximum()
+            raise ExtentError(
+                f"the extent crosses longitude {seam:g}°, where this global raster wraps around (the antimeridian "
+                "seam): its two parts lie at opposite edges of the image. Classify each side of the seam "
+                "separately, or use a copy of the raster centred elsewhere.")
+
+
+def check_extent_size(source: RasterSource, extent: QgsRectangle) -> None:
+    """Refuse an extent (already clipped to the raster) narrower than :data:`MIN_EXTENT_PIXELS` source pixels."""
+    px, py = source.pixel_size
+    width, height = extent.width() / px, extent.height() / py
+    if min(width, height) < MIN_EXTENT_PIXELS - 1e-6:
+        raise ExtentError(
+            f"the extent covers only {width:.3g} x {height:.3g} pixels of '{source.layer_name}'; at least "
+            f"{MIN_EXTENT_PIXELS} x {MIN_EXTENT_PIXELS} are needed to show terrain (a smaller one would reach the "
+            "model as an upsampled blur). Drag a larger rectangle, or zoom out first.")
+
+
 def classify_extent(source: RasterSource, extent: QgsRectangle, model: TerrainModel, info: CrsInfo,
                     threshold: float | None = None,
-                    progress: Callable[[float], None] | None = None) -> ExtentOutcome:
-    """Read ``extent`` (layer CRS), classify it with ``model`` and describe the result."""
+                    progress: Callable[[float], None] | None = None,
+                    cancelled: Callable[[], bool] | None = None) -> ExtentOutcome:
+    """Read ``extent`` (layer CRS), classify it with ``model`` and describe the result.
+
+    Progress: 10 reading, 50 inference, 90 done (the caller writes). ``cancelled`` is polled after the read and
+    after inference; when it returns True, :class:`Cancelled` is raised and nothing is returned (so no caller
+    can write a half-made result).
+    """
     contract = model.contract
     body = check_body(info, contract)
+    check_geographic_extent(source, extent, info)
+    check_extent_size(source, clip_extent(source, extent))
     report = progress or (lambda _p: None)
-    report(10.0)
+    stop = cancelled or (lambda: False)
+    report(10.0)  # reading
     block = read_extent(source, extent, contract.input_size)
-    report(50.0)
+    if stop():
+        raise Cancelled("cancelled while reading the pixels; nothing was classified")
+    report(50.0)  # inference
     gsd = layer_info.gsd_m(info, block.extent, block.width, block.height)
     (result,) = classify_blocks(model, [block.data], [block.nodata_mask], body, threshold)
-    report(90.0)
+    if stop():
+        raise Cancelled("cancelled during inference; nothing was written")
+    report(90.0)  # the caller writes
     notes = list(block.notes)
     note = gsd_note(gsd, contract)
     if note:

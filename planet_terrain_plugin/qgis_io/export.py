@@ -314,7 +314,9 @@ def _write(layer: QgsVectorLayer, temp_path: str, spec: ExportFormat, crs: QgsCo
     writer = QgsVectorFileWriter.create(temp_path, fields, geometry_type, crs, context, options)
     try:
         if writer.hasError() != QgsVectorFileWriter.NoError:
-            raise ExportError(f"cannot create '{temp_path}' ({spec.driver}): {writer.errorMessage()}")
+            raise ExportError(f"cannot create a {spec.driver} file in '{os.path.dirname(temp_path)}' "
+                              f"({writer.errorMessage()}); nothing was written. Check that the disk is not full "
+                              "and that you may write there.")
         request = QgsFeatureRequest()
         if expression:
             request.setFilterExpression(expression)
@@ -332,8 +334,9 @@ def _write(layer: QgsVectorLayer, temp_path: str, spec: ExportFormat, crs: QgsCo
                 out.setGeometry(feature.geometry())
             out.setAttributes(attributes)
             if not writer.addFeature(out):
-                raise ExportError(f"writing feature {feature.id()} to '{temp_path}' failed: "
-                                  f"{writer.errorMessage()}")
+                raise ExportError(f"writing feature {feature.id()} into '{os.path.dirname(temp_path)}' failed "
+                                  f"({writer.errorMessage()}); nothing was written. Check that the disk is not "
+                                  "full and that you may write there.")
             count += 1
             if feedback is not None and count % 256 == 0:
                 feedback.setProgress(min(99.0, 100.0 * count / total))

@@ -33,6 +33,7 @@ class CrsInfo:
     radius_m: float | None     # the CRS's own semi-major axis, when its WKT has one
     unit_to_m: float           # metres per map unit for projected CRSs (1 for degrees: handled by radius)
     description: str
+    valid: bool = True         # False: the layer has no (valid) CRS at all
 
     @property
     def body_name(self) -> str:
@@ -59,14 +60,18 @@ def crs_info(crs: QgsCoordinateReferenceSystem, body_override: str | None = None
         factor = QgsUnitTypes.fromUnitToUnitFactor(crs.mapUnits(), QgsUnitTypes.DistanceMeters)
         unit_to_m = factor if factor and math.isfinite(factor) and factor > 0 else 1.0
     return CrsInfo(body=override or detected, detected=detected, overridden=override is not None, degrees=degrees,
-                   radius_m=bodies.semi_major_axis_m(wkt), unit_to_m=unit_to_m, description=crs.description())
+                   radius_m=bodies.semi_major_axis_m(wkt), unit_to_m=unit_to_m, description=crs.description(),
+                   valid=crs.isValid())
 
 
 def gsd_m(info: CrsInfo, extent: QgsRectangle, width: int, height: int) -> float:
     """Ground metres per pixel of a ``width`` x ``height`` image covering ``extent`` (in the layer CRS).
 
-    NaN when the CRS is in degrees and neither its WKT nor a detected body gives a radius: no Earth guess.
+    NaN when the CRS is in degrees and neither its WKT nor a detected body gives a radius (no Earth guess), and
+    when the layer has no CRS at all.
     """
+    if not info.valid:  # no CRS: the map units are unknown (pixels? metres? degrees?), whatever the body
+        return float("nan")
     pixel_x, pixel_y = extent.width() / width, extent.height() / height
     body = info.body
     if body is None:

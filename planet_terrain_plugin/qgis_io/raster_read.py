@@ -37,6 +37,9 @@ DTYPES: dict[int, np.dtype] = {
 if hasattr(Qgis, "Int8"):  # QGIS >= 3.30
     DTYPES[int(Qgis.Int8)] = np.dtype(np.int8)
 
+#: Raster providers that serve rendered map images (styled colours, often over the network), never data values.
+WEB_MAP_PROVIDERS = frozenset({"wms", "arcgismapserver"})
+
 #: QGIS colour interpretation of a band that is a transparency / GDAL mask band.
 ALPHA = int(QgsRasterDataProvider.AlphaBand) if hasattr(QgsRasterDataProvider, "AlphaBand") else 6
 
@@ -97,10 +100,22 @@ def _user_ranges(provider: QgsRasterDataProvider, band: int) -> tuple[tuple[floa
     return tuple(ranges)
 
 
+def web_layer_problem(layer: QgsRasterLayer) -> str | None:
+    """Why ``layer`` must not be read when it is a web map (rendered tiles, not data; reading means network)."""
+    if layer.providerType() not in WEB_MAP_PROVIDERS:
+        return None
+    return (f"'{layer.name()}' is a web map layer ({layer.providerType()}: WMS/WMTS/XYZ tiles or a map service), whose "
+            "pixels are rendered colours, not the image data; it is not read. Open the original raster file "
+            "(GeoTIFF, ISIS3 cube, ...) or download the data first.")
+
+
 def raster_source(layer: QgsRasterLayer) -> RasterSource:
     """Snapshot ``layer`` for reading in another thread (call on the thread that owns the layer)."""
     if layer is None or not isinstance(layer, QgsRasterLayer) or not layer.isValid():
         raise ExtentError("the input is not a valid raster layer; choose a raster layer (GeoTIFF, ISIS3 cube, ...)")
+    problem = web_layer_problem(layer)
+    if problem:
+        raise ExtentError(problem)
     provider = layer.dataProvider()
     bands, alpha = [], None
     for b in range(1, provider.bandCount() + 1):
@@ -127,6 +142,9 @@ def clip_extent(source: RasterSource, extent: QgsRectangle) -> QgsRectangle:
         raise ExtentError("the extent is empty; drag a rectangle (or give an extent) with a width and a height")
     clipped = extent.intersect(source.extent)
     px, py = source.pixel_size
+    if (extent.width() < px / 2 or extent.height() < py / 2) and source.extent.contains(extent.center()):
+        raise ExtentError(f"the extent is narrower than half a pixel of '{source.layer_name}'; drag a larger "
+                          "rectangle (or give an extent spanning several pixels)")
     if clipped.isEmpty() or clipped.width() < px / 2 or clipped.height() < py / 2:
         raise ExtentError(
             f"the extent {extent.toString(4)} does not overlap the raster '{source.layer_name}' "
