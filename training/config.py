@@ -34,7 +34,8 @@ class TrainConfig:
     # -- model and input -------------------------------------------------------------------------------------
     arch: str = "resnet50"
     input_size: int = 96
-    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
+    #: Mean and std of stretched training pixels (measured on every 40th image: 0.51 and 0.244), rounded.
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     stretch_percentiles: tuple[float, float] = (0.5, 99.5)
     #: Local torchvision-format state dict; enables the two-stage (linear probe, then fine-tune) schedule.
@@ -51,6 +52,8 @@ class TrainConfig:
     label_smoothing: float = 0.05
     seed: int = 0
     num_threads: int = 2
+    #: Processes preparing augmented batches while the network trains (0 = in the training process).
+    loader_workers: int = 1
     #: Stop starting new epochs after this many minutes (0 = no limit); the last finished epoch is kept.
     time_budget_min: float = 0.0
 
@@ -80,9 +83,10 @@ class TrainConfig:
     model_name: str = "planet_terrain_resnet50"
     model_version: str = "1.0.0"
     bodies: tuple[str, ...] = KNOWN_BODIES
-    #: HiRISE map-projected browse products are 0.25 m/px RED at full resolution, downsampled for the browse
-    #: JPEGs the crops were cut from; see MODEL_CARD.md for the range this model is claimed for.
-    gsd_range_m: tuple[float, float] = (0.25, 6.0)
+    #: Ground sampling the crops represent (an estimate, see MODEL_CARD.md): HiRISE RED is 0.25-1.3 m/px at
+    #: full resolution; the browse images the crops come from are downsampled (~2-6 m/px assumed), and each
+    #: landmark box (+30 px margins) was rescaled to 227 px, by factors of roughly 0.3-2.
+    gsd_range_m: tuple[float, float] = (0.5, 12.0)
 
     # -- calibration -------------------------------------------------------------------------------------------
     #: Share of the validation "other" pool the abstention threshold must reject.

@@ -1,0 +1,64 @@
+"""int8 (static, QDQ, per-channel) and fp16 variants of the fp32 export.
+
+int8 is calibrated on training-split images through the plugin's preprocessing (never on test images), so its
+activation ranges are those the plugin will feed. fp16 keeps float32 inputs and outputs (casts inside), so
+the plugin feeds every variant the same tensor.
+"""
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from training.rundata import RunData
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over preprocessed training images, in small batches."""
+
+    def __init__(self, tensors: np.ndarray, input_name: str, batch: int = 16) -> None:
+        self.batches = iter([{input_name: tensors[i:i + batch]} for i in range(0, len(tensors), batch)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def calibration_tensors(data: RunData, n: int) -> np.ndarray:
+    """``n`` training images spread evenly over the known classes and the "other" pool."""
+    train = sorted(data.splits["train"], key=lambda r: r.path)
+    by_label: dict[int, list] = {}
+    for r in train:
+        by_label.setdefault(r.label, []).append(r)
+    per = max(1, n // max(1, len(by_label)))
+    chosen = []
+    for label in sorted(by_label):
+        recs = by_label[label]
+        chosen += recs[::max(1, len(recs) // per)][:per]
+    return np.stack([data.cache.eval_tensor(r) for r in chosen]).astype(np.float32)
+
+
+def to_int8(fp32_path: str | Path, out_path: str | Path, data: RunData, n_calib: int = 256) -> Path:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
+        quantize_static(str(pre), str(out_path), _Reader(calibration_tensors(data, n_calib), name),
+                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+    return Path(out_path)
+
+
+def to_fp16(fp32_path: str | Path, out_path: str | Path) -> Path:
+    from onnxconverter_common import float16
+
+    with warnings.catch_warnings():  # one warning per tiny weight clamped to fp16's range: expected, noisy
+        warnings.simplefilter("ignore", UserWarning)
+        model = float16.convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    onnx.save(model, str(out_path))
+    return Path(out_path)

@@ -1,0 +1,29 @@
+# Training, evaluation and export of the default model (issue 3). Included from the root Makefile, which
+# defines PY (.venv/bin/python) and the `venv` target. Every path is overridable on the command line, e.g.
+#   make train DATA_ROOT=/data/hirise-map-proj-v3-full
+#   make train RESUME=1            # continue runs/default/last.pt after an interruption
+DATA_ROOT ?= ../shared/data/hirise-map-proj-v3
+V1_ROOT ?= ../shared/data/hirise-map-proj-v1
+TRAIN_CONFIG ?= training/configs/default.json
+RUN ?= runs/default
+MODELS_DIR ?= planet_terrain_plugin/models
+# Variants copied into the plugin (fp32, ~90 MB, stays in $(RUN)/export: the plugin ships <= ~80 MB).
+SHIP_VARIANTS ?= int8,fp16
+
+.PHONY: train calibrate evaluate export smoke
+
+train: venv ## Train the default model (DATA_ROOT, V1_ROOT, TRAIN_CONFIG, RUN, RESUME=1)
+	$(PY) -m training.train --config $(TRAIN_CONFIG) --out $(RUN) --data-root $(DATA_ROOT) --v1-root $(V1_ROOT) $(if $(RESUME),--resume)
+
+calibrate: venv ## Fit temperature and abstention threshold on the validation split of RUN
+	$(PY) -m training.calibrate --run $(RUN)
+
+evaluate: calibrate ## Calibrate, then score RUN on the test split (metrics.json, report.md, PNGs)
+	$(PY) -m training.evaluate --run $(RUN)
+	$(PY) -m training.report --run $(RUN)
+
+export: venv ## ONNX fp32 (+parity) / int8 / fp16 of RUN; ships SHIP_VARIANTS to MODELS_DIR
+	$(PY) -m export.to_onnx --run $(RUN) --ship $(MODELS_DIR) --ship-variants $(SHIP_VARIANTS)
+
+smoke: venv ## The whole chain at toy size (train -> export -> classify), ~2 min
+	$(PY) -m pytest -q tests/test_training_smoke.py

@@ -1,0 +1,41 @@
+"""Batched logits from a torch model on the deterministic (eval-mode) inputs."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .augment import dihedral
+from .dataset import GrayCache, Record
+
+
+@torch.no_grad()
+def logits_for(model: torch.nn.Module, records: Sequence[Record], cache: GrayCache, batch_size: int = 64,
+               transform: Callable[[np.ndarray], np.ndarray] | None = None, tta: bool = False,
+               progress: bool = False) -> np.ndarray:
+    """(N, C) float64 logits; ``transform`` maps the cached 8-bit image first (robustness tests);
+    ``tta`` averages the logits over the 8 dihedral transforms."""
+    from planet_terrain_plugin.core.preprocess import finish
+
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    it = range(0, len(records), batch_size)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, desc="inference", leave=False)
+    for start in it:
+        chunk = records[start:start + batch_size]
+        if transform is None:
+            arr = np.stack([cache.eval_tensor(r) for r in chunk])
+        else:
+            arr = np.stack([finish(transform(cache.gray(r)), cache.contract) for r in chunk])
+        views = [arr] if not tta else [np.ascontiguousarray(dihedral(arr, k)) for k in range(8)]
+        acc = None
+        for v in views:
+            y = model(torch.from_numpy(v).to(device)).float().cpu().numpy().astype(np.float64)
+            acc = y if acc is None else acc + y
+        out.append(acc / len(views))
+    n = model.fc.out_features if hasattr(model, "fc") else 0
+    return np.concatenate(out) if out else np.zeros((0, n))
