@@ -1,8 +1,9 @@
 """Processing algorithm ``planet_terrain:classify_grid``: a raster area cut into cells, one labelled polygon each.
 
 The flow is the house's: cells (``core.grid``) -> pixels per cell (``qgis_io.raster_read``) -> batched
-classification (``core.pipeline.classify_blocks``) -> features streamed into the sink. Nothing is held for
-the whole grid: cells are generated lazily, read and classified ``BATCH_SIZE`` at a time, written, dropped.
+classification (``core.pipeline.prepare_blocks`` on a reader thread, ``decide_prepared`` on this one) ->
+features streamed into the sink. Nothing is held for the whole grid: cells are generated lazily, read and
+classified ``BATCH_SIZE`` at a time, written, dropped.
 
 Choices worth knowing:
 
@@ -22,6 +23,8 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -37,7 +40,7 @@ from qgis.PyQt.QtCore import QVariant
 from ..core import grid as core_grid
 from ..core.contract import ContractError, ModelContract
 from ..core.models import NoModelError
-from ..core.pipeline import batched, classify_blocks
+from ..core.pipeline import PreparedBatch, batched, decide_prepared, prepare_blocks
 from ..core.session import TerrainModel, load_model
 from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
@@ -268,18 +271,25 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
         keep = polygon_predicate(polygons) if polygons is not None else None
         stats = _Stats()
         batch_size = self.parameterAsInt(parameters, self.BATCH_SIZE, context)
-        for batch in batched(_counted(grid, keep, stats), batch_size):
-            if feedback.isCanceled():
-                break
-            features = self._classify_batch(batch, source, model, info, body, threshold, fields, stats)
-            if features and not sink.addFeatures(features, QgsFeatureSink.FastInsert):
-                error = sink.lastError()
-                del sink
-                output.discard()
-                raise QgsProcessingException(f"writing to the output failed ({error or 'no reason given'}); the "
-                                             "partial file was removed. Check that the destination can be written "
-                                             "and that the disk is not full.")
-            feedback.setProgress(100.0 * stats.visited / max(total, 1))
+        batches = batched(_counted(grid, keep, stats), batch_size)
+        # One reader thread reads and preprocesses batch k+1 while onnxruntime (which releases the GIL) runs
+        # batch k: at most two batches are in memory, whatever the number of cells.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="planet-terrain-reader") as reader:
+            pending = reader.submit(_prepare_batch, next(batches, None), source, contract)
+            while True:
+                prepared = pending.result()
+                if prepared is None or feedback.isCanceled():
+                    break
+                pending = reader.submit(_prepare_batch, next(batches, None), source, contract)
+                features = self._classify_batch(prepared, source, model, info, body, threshold, fields, stats)
+                if features and not sink.addFeatures(features, QgsFeatureSink.FastInsert):
+                    error = sink.lastError()
+                    del sink
+                    output.discard()
+                    raise QgsProcessingException(
+                        f"writing to the output failed ({error or 'no reason given'}); the partial file was "
+                        "removed. Check that the destination can be written and that the disk is not full.")
+                feedback.setProgress(100.0 * stats.visited / max(total, 1))
         if feedback.isCanceled():
             feedback.reportError(f"Cancelled after {stats.visited} of {total} cells; the output holds the "
                                  f"{stats.classified} classified so far.", False)
@@ -291,20 +301,15 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
                 self.CLASS_COUNTS: json.dumps(dict(sorted(stats.counts.items()))),
                 self.CLASS_AREAS_M2: json.dumps({k: round(v, 3) for k, v in sorted(stats.areas.items())})}
 
-    def _classify_batch(self, cells: list[core_grid.Cell], source: RasterSource, model: TerrainModel,
+    def _classify_batch(self, prepared: "_PreparedCells", source: RasterSource, model: TerrainModel,
                         info: CrsInfo, body: str | None, threshold: float | None, fields: QgsFields,
                         stats: "_Stats") -> list[QgsFeature]:
         contract = model.contract
-        reads = []
-        for cell in cells:
-            read = read_cell(source, cell, contract.input_size, contract.min_valid_fraction)
-            if read is None:
-                stats.nodata += 1
-            else:
-                reads.append((cell, read))
+        stats.nodata += prepared.unreadable
+        reads = prepared.reads
         if not reads:
             return []
-        results = classify_blocks(model, [r[1][0] for r in reads], [r[1][1] for r in reads], body, threshold)
+        results = decide_prepared(model, prepared.batch, body, threshold)
         features = []
         created = result_fields.utc_now()
         for (cell, (_, _, read_extent_, width, height)), result in zip(reads, results):
@@ -337,6 +342,31 @@ def _area_m2(rect: QgsRectangle, info: CrsInfo) -> float:
         return float("nan")
     return core_grid.rect_area_m2(rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum(),
                                   info.degrees, radius, info.unit_to_m)
+
+
+@dataclass(frozen=True)
+class _PreparedCells:
+    """A batch read and preprocessed by the reader thread, waiting for the model."""
+
+    reads: list  # (cell, read_cell result) of the cells that had enough valid pixels to read
+    batch: PreparedBatch
+    unreadable: int  # cells skipped as mostly nodata before preprocessing
+
+
+def _prepare_batch(cells: list[core_grid.Cell] | None, source: RasterSource,
+                   contract: ModelContract) -> _PreparedCells | None:
+    """Read and preprocess a batch of cells (runs on the reader thread; None marks the end of the grid)."""
+    if cells is None:
+        return None
+    reads, unreadable = [], 0
+    for cell in cells:
+        read = read_cell(source, cell, contract.input_size, contract.min_valid_fraction)
+        if read is None:
+            unreadable += 1
+        else:
+            reads.append((cell, read))
+    batch = prepare_blocks(contract, [r[1][0] for r in reads], [r[1][1] for r in reads])
+    return _PreparedCells(reads, batch, unreadable)
 
 
 class _Stats:
