@@ -111,6 +111,15 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> bool:
     return predicate()
 
 
+
+@pytest.fixture
+def bar(qgis_iface):
+    """pytest-qgis's message bar, emptied before each test, to read what the plugin told the user."""
+    b = qgis_iface.messageBar()
+    for level in b.messages:
+        b.messages[level] = []
+    return b
+
 @pytest.fixture(scope="module", autouse=True)
 def _release_frames_leaked_by_processing_errors():
     """Free what QGIS 3.22 leaks when an algorithm raises QgsProcessingException through processing.run.

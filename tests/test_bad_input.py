@@ -127,14 +127,6 @@ def _processing(terrain_processing):
 
 
 @pytest.fixture
-def bar(qgis_iface):
-    b = qgis_iface.messageBar()
-    for level in b.messages:
-        b.messages[level] = []
-    return b
-
-
-@pytest.fixture
 def controller(qgis_iface):
     return ClassifyController(qgis_iface)
 

@@ -49,14 +49,6 @@ def onnxruntime_hidden(monkeypatch):
     sys.meta_path.remove(hider)
 
 
-@pytest.fixture
-def bar(qgis_iface):
-    b = qgis_iface.messageBar()
-    for level in b.messages:
-        b.messages[level] = []
-    return b
-
-
 def _tiny_wheel(folder: Path, name: str = "ptdepfake") -> Path:
     wheel = folder / f"{name}-0.1-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:

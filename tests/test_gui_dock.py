@@ -28,14 +28,6 @@ MOON_RADIUS = 1737400.0  # the Apollo GeoTIFF's own sphere
 
 
 @pytest.fixture
-def bar(qgis_iface):
-    b = qgis_iface.messageBar()
-    for level in b.messages:
-        b.messages[level] = []
-    return b
-
-
-@pytest.fixture
 def no_model_setting():
     QgsSettings().remove(SETTING_MODEL)
     yield

@@ -20,15 +20,6 @@ from test_qgis_raster_read import pixel_rect
 
 
 @pytest.fixture
-def bar(qgis_iface):
-    """pytest-qgis's message bar, emptied before each test."""
-    b = qgis_iface.messageBar()
-    for level in b.messages:
-        b.messages[level] = []
-    return b
-
-
-@pytest.fixture
 def apollo_in_project(qgis_iface, qgis_new_project, raster_layer):
     layer = raster_layer(APOLLO)
     QgsProject.instance().addMapLayer(layer)
