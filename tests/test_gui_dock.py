@@ -349,3 +349,64 @@ def test_a_broken_model_file_is_named_in_the_panel(plugin, no_model_setting, bro
     assert dock.model is None and dock.install_button.isVisibleTo(dock)
     text = dock.model_label.text()
     assert "could not be loaded" in text and "planet_terrain.temperature" in text and str(broken_model) in text
+
+
+def _answer_question(button: int, seen: list) -> None:
+    """Once the panel's question box is up, remember its text and press ``button`` (Yes or No)."""
+    from qgis.PyQt.QtWidgets import QMessageBox
+
+    def answer():
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(50, answer)
+            return
+        seen.append(box.text())
+        QTest.mouseClick(box.button(button), Qt.LeftButton)
+
+    QTimer.singleShot(50, answer)
+
+
+@pytest.fixture
+def huge_moon_raster(tmp_path, qgis_new_project):
+    """A real 8,200 x 8,200 px GeoTIFF in the Apollo frame's lunar CRS, sparse on disk (a few kB)."""
+    from osgeo import gdal
+
+    from conftest import raster_path
+    from qgis.core import QgsRasterLayer
+
+    src = gdal.Open(str(raster_path(APOLLO)))
+    path = tmp_path / "huge_moon.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 8200, 8200, 1, gdal.GDT_Byte,
+                                              ["SPARSE_OK=TRUE", "TILED=YES"])
+    ds.SetProjection(src.GetProjection())
+    ds.SetGeoTransform((140.0, 0.001, 0, 10.0, 0, -0.001))
+    ds = None
+    layer = QgsRasterLayer(str(path), "huge moon")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+@pytest.mark.parametrize("answer", ["No", "Yes"])
+def test_a_grid_over_a_million_cells_asks_first(dock, huge_moon_raster, bar, answer):
+    from qgis.PyQt.QtWidgets import QMessageBox
+
+    choose(dock, huge_moon_raster, dock_module.MODE_GRID_LAYER, 8, "pixels")  # 1,025 x 1,025 cells
+    seen: list = []
+    _answer_question(QMessageBox.Yes if answer == "Yes" else QMessageBox.No, seen)
+    finished: list = []
+    dock.runFinished.connect(finished.append)
+    try:
+        click(dock.run_button)
+        assert wait_until(lambda: bool(seen), 60), "the panel did not ask before the huge grid"
+        assert "1,050,625 cells" in seen[0] and "Run it anyway?" in seen[0]
+        if answer == "No":
+            assert wait_until(lambda: bool(finished), 30) and finished == [False]
+            assert any("1,050,625 cells, more than MAX_CELLS" in m for m in bar.messages[Qgis.Critical])
+            assert not grid_layers()
+        else:
+            assert dock.task is not None and dock._run_params["MAX_CELLS"] == 1_050_625, "confirmed run started"
+            click(dock.cancel_button)
+            assert wait_until(lambda: bool(finished), 120), "the confirmed run did not stop after cancel"
+    finally:
+        dock.runFinished.disconnect(finished.append)

@@ -33,14 +33,15 @@ from qgis.PyQt import sip
 from qgis.PyQt.QtCore import Qt, pyqtSignal, pyqtSlot
 from qgis.PyQt.QtGui import QColor, QIcon, QPixmap
 from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog,
-                                 QFormLayout, QFrame, QGroupBox, QScrollArea, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
-                                 QPushButton, QSlider, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                                 QFormLayout, QFrame, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QMessageBox,
+                                 QProgressBar, QPushButton, QScrollArea, QSlider, QTableWidget, QTableWidgetItem,
+                                 QVBoxLayout, QWidget)
 
 from ..core import grid as core_grid
 from ..core.contract import UNKNOWN_LABEL, ContractError, ModelContract
 from ..core.models import NoModelError
 from ..core.session import TerrainModel, load_model
-from ..processing.classify_grid import CELL_UNITS
+from ..processing.classify_grid import CELL_UNITS, cells_in_refusal
 from ..processing.export_labeled_layer import FILE_FILTER
 from ..qgis_io import export, layer_info, relabel
 from ..qgis_io.fields import gsd_factor
@@ -361,6 +362,10 @@ class TerrainDock(QgsDockWidget):
         params = self.grid_parameters(layer)
         if params is None:
             return
+        self._start_grid(params, layer)
+
+    def _start_grid(self, params: dict, layer: QgsRasterLayer) -> None:
+        """Run ``classify_grid`` as a background task (its refusal of a huge grid comes back to :meth:`_grid_done`)."""
         algorithm = QgsApplication.processingRegistry().createAlgorithmById(GRID_ALGORITHM)
         if algorithm is None:
             self.message(f"The Processing algorithm {GRID_ALGORITHM} is not registered.", Qgis.Critical)
@@ -374,6 +379,7 @@ class TerrainDock(QgsDockWidget):
         self._context, self._feedback, self.task = context, feedback, task
         self._run_contract = self.model.contract
         self._run_layer_name = layer.name()
+        self._run_params, self._run_layer = params, layer
         self.progress.setValue(0)
         self._update_buttons()
         QgsApplication.taskManager().addTask(task)
@@ -418,6 +424,7 @@ class TerrainDock(QgsDockWidget):
         self.task = self._context = self._feedback = None
         cancelled = feedback is not None and feedback.isCanceled()
         layer = None
+        restarted = False
         try:
             output = (results or {}).get("OUTPUT")
             if output and context is not None:
@@ -431,11 +438,25 @@ class TerrainDock(QgsDockWidget):
                     self.message("Classification cancelled; no layer was added.", Qgis.Info)
                 else:
                     error = (feedback.errors[-1] if feedback is not None and feedback.errors else "no result")
+                    cells = cells_in_refusal(error)
+                    if cells is not None and self.confirm_large_grid(cells):
+                        self._start_grid(dict(self._run_params, MAX_CELLS=cells), self._run_layer)
+                        restarted = True
+                        return
                     self.message(f"Classification failed: {error}", Qgis.Critical)
         finally:
-            self.progress.setValue(100 if layer is not None and not cancelled else 0)
-            self._update_buttons()
-            self.runFinished.emit(layer is not None)
+            if not restarted:  # a confirmed large grid is still running: its own end will be reported
+                self.progress.setValue(100 if layer is not None and not cancelled else 0)
+                self._update_buttons()
+                self.runFinished.emit(layer is not None)
+
+    def confirm_large_grid(self, cells: int) -> bool:
+        """Ask before a grid of more than a million cells (the algorithm refused it before reading anything)."""
+        answer = QMessageBox.question(
+            self, TITLE, f"This grid has {cells:,} cells. Classifying it will take a long time (about "
+            f"{cells / 100 / 3600:.1f} h at 100 cells/s). Run it anyway?\n\nBigger cells, the canvas extent or "
+            "polygons give a smaller grid.", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return answer == QMessageBox.Yes
 
     def _add_result(self, layer: QgsVectorLayer, contract: ModelContract, cancelled: bool) -> None:
         suffix = ", cancelled: partial" if cancelled else ""

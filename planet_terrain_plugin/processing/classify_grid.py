@@ -58,6 +58,19 @@ CELL_UNITS = ("metres", "pixels")
 DEFAULT_BATCH = 16
 
 
+def too_many_cells_message(total: int, max_cells: int) -> str:
+    """The refusal of an oversized grid; :func:`cells_in_refusal` reads the count back (the panel asks first)."""
+    return f"The grid has {total:,} cells, more than MAX_CELLS ({max_cells:,})."
+
+
+def cells_in_refusal(message: str) -> int | None:
+    """The cell count of a :func:`too_many_cells_message`, or None for any other message."""
+    import re
+
+    match = re.search(r"The grid has ([\d,]+) cells, more than MAX_CELLS", message)
+    return int(match.group(1).replace(",", "")) if match else None
+
+
 def grid_result_fields(contract: ModelContract) -> QgsFields:
     """``fields.result_fields`` plus :data:`GRID_FIELDS`."""
     fields = result_fields.result_fields(contract)
@@ -255,7 +268,7 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
         feedback.pushInfo(f"Grid: {grid.rows} rows, {total} cells over {area.toString(4)}")
         if total > max_cells:
             raise QgsProcessingException(
-                f"The grid has {total:,} cells, more than MAX_CELLS ({max_cells:,}). Use bigger cells, a smaller "
+                too_many_cells_message(total, max_cells) + " Use bigger cells, a smaller "
                 "extent or polygons, or raise MAX_CELLS if you really want this many.")
 
         fields = grid_result_fields(contract)
