@@ -236,6 +236,25 @@ def test_cancel_stops_between_batches(grid_processing, tiny_model):
     assert res["OUTPUT"].featureCount() == res["CELLS_CLASSIFIED"]
 
 
+@pytest.mark.parametrize("on_cancel", [0, 1], ids=["keep", "write-nothing"])
+def test_cancel_leaves_a_valid_file_of_what_was_done_or_nothing(grid_processing, tiny_model, tmp_path, on_cancel):
+    """The user's choice (ON_CANCEL): a GeoPackage holding the cells classified so far, or no file at all."""
+    feedback = QgsProcessingFeedback()
+    feedback.progressChanged.connect(lambda p: feedback.cancel() if 40 < p < 100 else None)  # past the edge rows
+    path = tmp_path / "cancelled.gpkg"
+    params = dict(feedback=feedback, INPUT=str(raster_path(VESTA_DAWN)), MODEL=str(tiny_model), CELL_SIZE=16,
+                  CELL_UNIT=1, BATCH_SIZE=4, ON_CANCEL=on_cancel, OUTPUT=str(path))
+    if on_cancel == 1:
+        with pytest.raises(QgsProcessingException, match="nothing was written"):
+            run(**params)
+        assert not path.exists() and list(tmp_path.iterdir()) == []
+        return
+    res = run(**params)
+    count, crs, names, _ = _reload(str(path))
+    assert 0 < count == res["CELLS_CLASSIFIED"] < res["CELLS_TOTAL"]
+    assert {"row", "col", "label"} <= set(names) and crs.isValid()
+
+
 def _reload(path: str):
     """Plain facts about an exported file; the OGR layer dies with this frame (see the fixture above)."""
     layer = export.load_export(path)

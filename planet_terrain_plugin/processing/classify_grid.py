@@ -83,6 +83,9 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
     INPUT, EXTENT, POLYGONS = "INPUT", "EXTENT", "POLYGONS"
     CELL_SIZE, CELL_UNIT, OVERLAP = "CELL_SIZE", "CELL_UNIT", "OVERLAP"
     BATCH_SIZE, MAX_CELLS = "BATCH_SIZE", "MAX_CELLS"
+    ON_CANCEL = "ON_CANCEL"
+    #: What a cancelled run leaves: the cells classified so far (a valid layer), or nothing at all.
+    ON_CANCEL_CHOICES = ("keep the cells classified so far", "write nothing")
     MODEL, THRESHOLD, BODY, OUTPUT = "MODEL", "THRESHOLD", "BODY", "OUTPUT"
     CELLS_TOTAL, CELLS_CLASSIFIED = "CELLS_TOTAL", "CELLS_CLASSIFIED"
     CELLS_OUTSIDE, CELLS_NODATA = "CELLS_OUTSIDE", "CELLS_NODATA"
@@ -136,6 +139,8 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(self.MAX_CELLS, "Refuse grids with more cells than",
                                                        QgsProcessingParameterNumber.Integer,
                                                        defaultValue=core_grid.LARGE_GRID_CELLS, minValue=1))
+        self.addParameter(QgsProcessingParameterEnum(self.ON_CANCEL, "When cancelled",
+                                                     options=list(self.ON_CANCEL_CHOICES), defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model file (ONNX; default: installed model)",
                                                      extension="onnx", optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Abstention threshold (default: model's)",
@@ -304,6 +309,11 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
                         "removed. Check that the destination can be written and that the disk is not full.")
                 feedback.setProgress(100.0 * stats.visited / max(total, 1))
         if feedback.isCanceled():
+            if self.parameterAsEnum(parameters, self.ON_CANCEL, context) == 1:
+                del sink  # close the file before removing it
+                output.discard()
+                raise QgsProcessingException(f"Cancelled after {stats.visited} of {total} cells; nothing was "
+                                             "written (ON_CANCEL: write nothing).")
             feedback.reportError(f"Cancelled after {stats.visited} of {total} cells; the output holds the "
                                  f"{stats.classified} classified so far.", False)
         self._report(stats, feedback)
