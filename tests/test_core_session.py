@@ -129,3 +129,12 @@ def test_image_reader_finds_apollo_collar_and_isis_special_pixels():
     ds = gdal.Open(str(dtm))  # keep the dataset alive while its band is used
     declared = block == ds.GetRasterBand(1).GetNoDataValue()
     assert mask.sum() > declared.sum(), "special pixels beyond the declared nodata value are masked too"
+
+
+def test_variant_note_explains_the_cpu_choice():
+    from planet_terrain_plugin.core.models import variant_note
+
+    ok = variant_note({"variant": "int8", "macro_f1": 0.41, "macro_f1_delta_vs_fp32": -0.002})
+    assert ok == "int8, test macro-F1 0.410, -0.2 pt vs fp32, within the 0.5 pt tolerance for the CPU default"
+    assert "outside" in variant_note({"variant": "int8", "macro_f1_delta_vs_fp32": -0.02})
+    assert variant_note({"variant": "fp32", "macro_f1": 0.5}) == "fp32, test macro-F1 0.500"

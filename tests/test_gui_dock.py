@@ -410,3 +410,21 @@ def test_a_grid_over_a_million_cells_asks_first(dock, huge_moon_raster, bar, ans
             assert wait_until(lambda: bool(finished), 120), "the confirmed run did not stop after cancel"
     finally:
         dock.runFinished.disconnect(finished.append)
+
+
+def test_provider_choice_is_a_setting_every_run_uses(dock, apollo, monkeypatch):
+    """Choosing 'cpu' in the panel stores the setting, reloads the model on it, and Processing runs use it."""
+    from planet_terrain_plugin.qgis_io.model_choice import SETTING_PROVIDER, load_run_model
+
+    monkeypatch.delenv("PLANET_TERRAIN_PROVIDER", raising=False)
+    try:
+        dock.provider_combo.setCurrentText("cpu")
+        assert QgsSettings().value(SETTING_PROVIDER) == "cpu"
+        assert "CPUExecutionProvider (requested)" in dock.model_label.text()
+        assert "Variant:" in dock.model_label.text()
+        assert load_run_model().provider_note.startswith("CPUExecutionProvider (requested)")
+        QgsSettings().setValue(SETTING_PROVIDER, "tpu")
+        with pytest.raises(ValueError, match="auto, cuda, coreml, cpu"):
+            load_run_model()
+    finally:
+        QgsSettings().remove(SETTING_PROVIDER)

@@ -63,3 +63,18 @@ def default_model_path(provider_hint: str = "CPUExecutionProvider", models_dir: 
             if int8_is_acceptable(dict(read_contract(str(found["int8"])).metrics)):
                 order = ["int8", "fp32", "fp16"]
     return next(found[v] for v in order if v in found)
+
+
+def variant_note(metrics: dict, provider: str = "CPUExecutionProvider") -> str:
+    """One line saying which variant runs and why, from the figures export recorded in its contract."""
+    variant = str(metrics.get("variant", "unknown variant"))
+    parts = [variant]
+    if "macro_f1" in metrics:
+        parts.append(f"test macro-F1 {float(metrics['macro_f1']):.3f}")
+    if "macro_f1_delta_vs_fp32" in metrics and variant != "fp32":
+        delta = float(metrics["macro_f1_delta_vs_fp32"]) * 100
+        parts.append(f"{delta:+.1f} pt vs fp32")
+    if variant == "int8" and provider == "CPUExecutionProvider":
+        ok = int8_is_acceptable(metrics)
+        parts.append(f"{'within' if ok else 'outside'} the {INT8_TOLERANCE * 100:.1f} pt tolerance for the CPU default")
+    return ", ".join(parts)

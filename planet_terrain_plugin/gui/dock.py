@@ -26,7 +26,7 @@ from typing import Callable
 
 from qgis.core import (Qgis, QgsApplication, QgsFeatureRequest, QgsMapLayerProxyModel, QgsMessageLog,
                        QgsProcessingAlgRunnerTask, QgsProcessingContext, QgsProcessingFeatureSourceDefinition,
-                       QgsProcessingFeedback, QgsProject, QgsRasterLayer, QgsReferencedRectangle,
+                       QgsProcessingFeedback, QgsProject, QgsRasterLayer, QgsReferencedRectangle, QgsSettings,
                        QgsVectorLayer, QgsWkbTypes)
 from qgis.gui import QgsDockWidget, QgsMapLayerComboBox
 from qgis.PyQt import sip
@@ -39,19 +39,20 @@ from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubl
 
 from ..core import grid as core_grid
 from ..core.contract import UNKNOWN_LABEL, ContractError, ModelContract
-from ..core.models import NoModelError
-from ..core.session import TerrainModel, load_model
+from ..core.models import NoModelError, variant_note
+from ..core.session import PROVIDER_ALIASES, TerrainModel
 from ..processing.classify_grid import CELL_UNITS, cells_in_refusal
 from ..processing.export_labeled_layer import FILE_FILTER
 from ..qgis_io import export, layer_info, relabel
 from ..qgis_io.fields import gsd_factor
 from ..qgis_io.layer_info import BODY_CHOICES, crs_info
-from ..qgis_io.model_choice import resolve_model_path
+from ..qgis_io.model_choice import SETTING_PROVIDER, load_run_model, provider_setting
 from ..qgis_io.style import apply_style, class_colour
 from .controller import TITLE, body_setting
 from .task import LOG_TAG
 
 GRID_ALGORITHM = "planet_terrain:classify_grid"
+PROVIDER_CHOICES = ("auto",) + tuple(PROVIDER_ALIASES)
 #: Modes, in the order of the mode combo box.
 MODE_EXTENT, MODE_GRID_LAYER, MODE_GRID_CANVAS, MODE_POLYGONS = "extent", "grid_layer", "grid_canvas", "polygons"
 MODES: tuple[tuple[str, str], ...] = (
@@ -152,7 +153,17 @@ class TerrainDock(QgsDockWidget):
         self.model_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.install_button = QPushButton("Install model file…", model_box)
         self.install_button.clicked.connect(self._install)
+        provider_row = QHBoxLayout()
+        provider_row.addWidget(QLabel("Execution provider", model_box))
+        self.provider_combo = QComboBox(model_box)
+        self.provider_combo.addItems(list(PROVIDER_CHOICES))
+        self.provider_combo.setCurrentText(provider_setting().lower())
+        self.provider_combo.setToolTip("auto: CUDA, then CoreML, then CPU, whichever starts. "
+                                       "The PLANET_TERRAIN_PROVIDER environment variable overrides this.")
+        self.provider_combo.currentTextChanged.connect(self._provider_changed)
+        provider_row.addWidget(self.provider_combo)
         model_layout.addWidget(self.model_label)
+        model_layout.addLayout(provider_row)
         model_layout.addWidget(self.install_button)
         outer.addWidget(model_box)
 
@@ -260,7 +271,7 @@ class TerrainDock(QgsDockWidget):
         self._model_checked = True
         self.model, self.model_error = None, ""
         try:
-            self.model = load_model(resolve_model_path())
+            self.model = load_run_model()
         except NoModelError as exc:
             self.model_error = str(exc)
         except (ContractError, ImportError, ValueError, RuntimeError, OSError) as exc:
@@ -276,11 +287,17 @@ class TerrainDock(QgsDockWidget):
                 f"<b>{e(c.model_name)}</b> {e(c.model_version)}<br>"
                 f"Classes: {e(', '.join(c.class_names))}<br>"
                 f"Bodies: {e(', '.join(c.bodies))}; trained on {lo:g}–{hi:g} m/px<br>"
+                f"Variant: {e(variant_note(dict(c.metrics), self.model.provider))}<br>"
                 f"onnxruntime: {e(self.model.provider_note)}")
             self.install_button.hide()
             self._set_threshold(c.threshold)
         self._raster_changed(self.layer_combo.currentLayer())
         self._update_buttons()
+
+    def _provider_changed(self, choice: str) -> None:
+        """Remember the execution provider choice (a QGIS setting every run reads) and reload the model."""
+        QgsSettings().setValue(SETTING_PROVIDER, choice)
+        self.refresh_model()
 
     def _install(self) -> None:
         if self.install_action is not None:

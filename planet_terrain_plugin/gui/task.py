@@ -12,7 +12,8 @@ from typing import Callable
 
 from qgis.core import QgsMessageLog, QgsRectangle, QgsTask, Qgis
 
-from ..core.session import TerrainModel, load_model
+from ..core.session import TerrainModel
+from ..qgis_io.model_choice import load_run_model
 from ..qgis_io.classify import Cancelled, ExtentOutcome, classify_extent
 from ..qgis_io.layer_info import CrsInfo
 from ..qgis_io.raster_read import RasterSource
@@ -49,7 +50,7 @@ class ClassifyTask(QgsTask):
         try:
             if self.isCanceled():
                 return False
-            self.model = load_model(self.job.model_path)
+            self.model = load_run_model(self.job.model_path)
             self.setProgress(5.0)
             if self.isCanceled():
                 return False

@@ -9,11 +9,10 @@ from qgis.core import (QgsFeatureSink, QgsProcessing, QgsProcessingAlgorithm, Qg
 
 from ..core.contract import ContractError
 from ..core.models import NoModelError
-from ..core.session import load_model
 from ..qgis_io import fields as result_fields
 from ..qgis_io.classify import BodyError, Cancelled, classify_extent
 from ..qgis_io.layer_info import BODY_CHOICES, crs_info
-from ..qgis_io.model_choice import resolve_model_path
+from ..qgis_io.model_choice import load_run_model
 from ..qgis_io.raster_read import ExtentError, raster_source
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs
 from .guards import FileOutput, input_problem
@@ -99,7 +98,7 @@ class ClassifyExtentAlgorithm(QgsProcessingAlgorithm):
         """Any thread: load the model, read and classify the snapshot, write the feature."""
         source, info, extent = self._source, self._info, self._extent(parameters, context)
         try:
-            model = load_model(resolve_model_path(self.parameterAsFile(parameters, self.MODEL, context) or None))
+            model = load_run_model(self.parameterAsFile(parameters, self.MODEL, context) or None)
         except (NoModelError, ContractError, ImportError, ValueError, RuntimeError) as exc:
             raise QgsProcessingException(f"MODEL: {exc}") from None
         feedback.pushInfo(f"Model {model.contract.model_name} {model.contract.model_version} on {model.provider_note}")

@@ -41,12 +41,12 @@ from ..core import grid as core_grid
 from ..core.contract import ContractError, ModelContract
 from ..core.models import NoModelError
 from ..core.pipeline import PreparedBatch, batched, decide_prepared, prepare_blocks
-from ..core.session import TerrainModel, load_model
+from ..core.session import TerrainModel
 from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
 from ..qgis_io.classify import MIN_EXTENT_PIXELS, BodyError, check_body
 from ..qgis_io.layer_info import BODY_CHOICES, CrsInfo, crs_info
-from ..qgis_io.model_choice import resolve_model_path
+from ..qgis_io.model_choice import load_run_model
 from ..qgis_io.raster_read import ExtentError, RasterSource, raster_source, read_extent
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs, same_surface
 from .guards import FileOutput, input_problem
@@ -169,7 +169,7 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
     # -- parameters -> plain values --------------------------------------------------------------------------
     def _model(self, parameters, context, feedback) -> TerrainModel:
         try:
-            model = load_model(resolve_model_path(self.parameterAsFile(parameters, self.MODEL, context) or None))
+            model = load_run_model(self.parameterAsFile(parameters, self.MODEL, context) or None)
         except (NoModelError, ContractError, ImportError, ValueError, RuntimeError) as exc:
             raise QgsProcessingException(f"MODEL: {exc}") from None
         feedback.pushInfo(f"Model {model.contract.model_name} {model.contract.model_version} on "

@@ -1,7 +1,10 @@
-"""Which model file a run uses: the one given, else the one the user installed, else the shipped default.
+"""Which model file a run uses, and on which execution provider.
 
-The user's choice is a QGIS setting (``planet_terrain/model_path``) so the map tool, Processing and
-``qgis_process`` (same profile) agree without copying files into the plugin folder, which an upgrade replaces.
+The model: the one given, else the one the user installed, else the shipped default (the variant that suits the
+provider). The user's choices are QGIS settings (``planet_terrain/model_path``, ``planet_terrain/provider``) so
+the map tool, the panel, Processing and ``qgis_process`` (same profile) agree, without copying files into the
+plugin folder, which an upgrade replaces. The ``PLANET_TERRAIN_PROVIDER`` environment variable still wins over
+the setting, as it does for the image command line.
 """
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from qgis.core import QgsSettings
 
 from ..core import models
 from ..core.contract import read_contract
+from ..core.session import ENV_PROVIDER, TerrainModel, load_model
 
 SETTING_MODEL = "planet_terrain/model_path"
+SETTING_PROVIDER = "planet_terrain/provider"
 
 
 def installed_model_setting() -> str:
@@ -27,11 +32,17 @@ def install_model_setting(path: str) -> str:
     return path
 
 
+def provider_setting() -> str:
+    """The user's execution provider choice: auto, cuda, coreml or cpu (the environment variable wins)."""
+    return os.environ.get(ENV_PROVIDER) or str(QgsSettings().value(SETTING_PROVIDER, "auto") or "auto")
+
+
 def _provider_hint() -> str:
     try:
         from ..core.session import candidate_providers, import_onnxruntime, resolve_preference
 
-        return candidate_providers(import_onnxruntime().get_available_providers(), resolve_preference(None))[0]
+        return candidate_providers(import_onnxruntime().get_available_providers(),
+                                   resolve_preference(provider_setting()))[0]
     except (ImportError, ValueError):
         return "CPUExecutionProvider"
 
@@ -44,3 +55,8 @@ def resolve_model_path(explicit: str | None = None) -> str:
     if remembered and os.path.isfile(remembered):
         return remembered
     return str(models.default_model_path(_provider_hint()))
+
+
+def load_run_model(explicit: str | None = None) -> TerrainModel:
+    """Load (or reuse) the model a run uses, on the provider the user chose; errors name the problem."""
+    return load_model(resolve_model_path(explicit), provider_setting())
