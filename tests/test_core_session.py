@@ -138,3 +138,27 @@ def test_variant_note_explains_the_cpu_choice():
     assert ok == "int8, test macro-F1 0.410, -0.2 pt vs fp32, within the 0.5 pt tolerance for the CPU default"
     assert "outside" in variant_note({"variant": "int8", "macro_f1_delta_vs_fp32": -0.02})
     assert variant_note({"variant": "fp32", "macro_f1": 0.5}) == "fp32, test macro-F1 0.500"
+
+
+@pytest.mark.parametrize("int8_delta, shipped, provider, expected", [
+    (-0.002, ("int8", "fp16"), "CPUExecutionProvider", "int8"),     # within tolerance: the fast one
+    (-0.0057, ("int8", "fp16"), "CPUExecutionProvider", "fp16"),    # outside: fp32's accuracy (fp16 runs as fp32)
+    (-0.0057, ("int8", "fp16", "fp32"), "CPUExecutionProvider", "fp32"),
+    (-0.002, ("int8", "fp16"), "CUDAExecutionProvider", "fp16"),
+    (-0.0057, ("int8",), "CPUExecutionProvider", "int8"),           # the only one there
+])
+def test_default_variant_per_provider(tmp_path, int8_delta, shipped, provider, expected):
+    from planet_terrain_plugin.core.models import default_model_path, variant_path
+
+    for v in shipped:
+        metrics = {"variant": v, "macro_f1_delta_vs_fp32": int8_delta if v == "int8" else 0.0}
+        write_valid_model(variant_path(v, tmp_path), metrics=metrics)
+    assert default_model_path(provider, tmp_path) == variant_path(expected, tmp_path)
+
+
+def test_no_model_installed_says_how_to_make_one(tmp_path, monkeypatch):
+    from planet_terrain_plugin.core.models import NoModelError, default_model_path
+
+    monkeypatch.delenv("PLANET_TERRAIN_MODEL", raising=False)
+    with pytest.raises(NoModelError, match="make train export"):
+        default_model_path("CPUExecutionProvider", tmp_path)

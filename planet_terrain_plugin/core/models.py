@@ -2,7 +2,8 @@
 
 ``export/`` writes ``<name>.fp32.onnx``, ``<name>.int8.onnx`` and ``<name>.fp16.onnx`` variants; the plugin
 ships the ones that fit and picks: int8 on CPU when its recorded macro-F1 is within
-:data:`INT8_TOLERANCE` of fp32 (the contract's metrics say so), fp16/fp32 on GPUs, else fp32.
+:data:`INT8_TOLERANCE` of fp32 (the contract's metrics say so), else fp32 (or fp16, which onnxruntime's CPU
+provider computes in fp32); fp16/fp32 on GPUs.
 """
 from __future__ import annotations
 
@@ -56,7 +57,9 @@ def default_model_path(provider_hint: str = "CPUExecutionProvider", models_dir: 
     if provider_hint != "CPUExecutionProvider":
         order = ["fp16", "fp32", "int8"]
     else:
-        order = ["fp32", "int8", "fp16"]
+        # fp16 weights run in fp32 arithmetic on onnxruntime's CPU provider: fp32's accuracy and speed in half
+        # the file, so it stands in for fp32 when that is not shipped; int8 only within tolerance.
+        order = ["fp32", "fp16", "int8"]
         if "int8" in found:
             from .contract import read_contract
 
