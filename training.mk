@@ -7,8 +7,10 @@ V1_ROOT ?= ../shared/data/hirise-map-proj-v1
 TRAIN_CONFIG ?= training/configs/default.json
 RUN ?= runs/default
 MODELS_DIR ?= planet_terrain_plugin/models
-# Variants copied into the plugin (fp32, ~90 MB, stays in $(RUN)/export: the plugin ships <= ~80 MB).
-SHIP_VARIANTS ?= int8,fp16
+# Variants copied into the plugin. fp32 (~90 MB) stays in $(RUN)/export (the plugin ships <= ~80 MB); int8 stays
+# there too: its decisions differ from fp32 on 19 % of test images and it rejects far less "other" at the
+# fp32 threshold (see MODEL_CARD.md), so it must not become the CPU default until it is calibrated on its own.
+SHIP_VARIANTS ?= fp16
 
 .PHONY: train calibrate evaluate export smoke
 

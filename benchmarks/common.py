@@ -51,21 +51,20 @@ def model_variants() -> dict[str, Path]:
 
     A fresh clone ships int8 + fp16 only (fp32 is ~94 MB). fp16 weights upcast to fp32 give the same network
     with fp32 arithmetic, which is what the speed of fp32 depends on; ``make export``'s own fp32 file is used
-    when ``runs/default/export`` has it. ``PLANET_TERRAIN_BENCH_MODELS`` points at another models folder.
+    when ``runs/default/export`` has it, and so is its int8 file when int8 is not shipped.
+    ``PLANET_TERRAIN_BENCH_MODELS`` points at another models folder.
     """
     from planet_terrain_plugin.core.models import MODELS_DIR, installed_variants
 
     found = installed_variants(Path(os.environ.get("PLANET_TERRAIN_BENCH_MODELS", MODELS_DIR)))
-    run_fp32 = ROOT / "runs" / "default" / "export" / "planet_terrain_resnet50.fp32.onnx"
+    exported = installed_variants(ROOT / "runs" / "default" / "export")  # `make export`'s own folder
     out: dict[str, Path] = {}
-    if "fp32" in found:
-        out["fp32"] = found["fp32"]
-    elif run_fp32.is_file():
-        out["fp32"] = run_fp32
+    if "fp32" in found or "fp32" in exported:
+        out["fp32"] = found.get("fp32") or exported["fp32"]
     elif "fp16" in found:
         out["fp32"] = upcast_fp16(found["fp16"], BUILD / "planet_terrain_resnet50.fp32-from-fp16.onnx")
-    if "int8" in found:
-        out["int8"] = found["int8"]
+    if "int8" in found or "int8" in exported:
+        out["int8"] = found.get("int8") or exported["int8"]
     if not out:
         raise SystemExit("No shipped model to benchmark: run `make train export` first (see README).")
     return out

@@ -12,7 +12,7 @@ from planet_terrain_plugin.core.calibrate import softmax
 from planet_terrain_plugin.core.contract import ModelContract
 
 from training.config import TrainConfig
-from training.metrics import macro_f1
+from training.metrics import abstention, auroc, macro_f1
 from training.rundata import RunData, load_run_data
 
 #: Figures copied from ``metrics.json`` into the contract's ``metrics`` (flat, so the plugin can show them).
@@ -80,8 +80,18 @@ def variant_scores(logits: np.ndarray, ref_logits: np.ndarray, ts: TestSet, cont
     p, ref = softmax(logits, contract.temperature), softmax(ref_logits, contract.temperature)
     f1 = macro_f1(ts.labels[known], p[known].argmax(1), contract.num_classes)
     f1_ref = macro_f1(ts.labels[known], ref[known].argmax(1), contract.num_classes)
+
+    def decision(q: np.ndarray) -> np.ndarray:  # what the user sees: a class, or -1 for unknown
+        return np.where(q.max(1) >= contract.threshold, q.argmax(1), -1)
+
+    own = abstention(p[known], ts.labels[known], p[~known], contract.threshold)
     return {"macro_f1": round(f1, 4), "macro_f1_delta_vs_fp32": round(f1 - f1_ref, 4),
+            "accuracy": round(float((p[known].argmax(1) == ts.labels[known]).mean()), 4),
+            "other_rejected": round(own["other_rejected"], 4), "known_coverage": round(own["known_coverage"], 4),
+            "auroc_known_vs_other": round(auroc(p[known].max(1), p[~known].max(1)), 4),
             "top1_agreement_vs_fp32": round(float((p.argmax(1) == ref.argmax(1)).mean()), 4),
+            "top1_agreement_known_vs_fp32": round(float((p[known].argmax(1) == ref[known].argmax(1)).mean()), 4),
+            "decision_agreement_vs_fp32": round(float((decision(p) == decision(ref)).mean()), 4),
             "max_abs_dprob_vs_fp32": round(float(np.abs(p - ref).max()), 4)}
 
 

@@ -134,9 +134,15 @@ def test_image_reader_finds_apollo_collar_and_isis_special_pixels():
 def test_variant_note_explains_the_cpu_choice():
     from planet_terrain_plugin.core.models import variant_note
 
-    ok = variant_note({"variant": "int8", "macro_f1": 0.41, "macro_f1_delta_vs_fp32": -0.002})
-    assert ok == "int8, test macro-F1 0.410, -0.2 pt vs fp32, within the 0.5 pt tolerance for the CPU default"
-    assert "outside" in variant_note({"variant": "int8", "macro_f1_delta_vs_fp32": -0.02})
+    ok = variant_note({"variant": "int8", "macro_f1": 0.41, "macro_f1_delta_vs_fp32": -0.002,
+                       "decision_agreement_vs_fp32": 0.99})
+    assert ok == ("int8, test macro-F1 0.410, -0.2 pt vs fp32, same decision as fp32 on 99% of test images, "
+                  "meets the bar for the CPU default (0.5 pt, 98% agreement)")
+    assert "misses" in variant_note({"variant": "int8", "macro_f1_delta_vs_fp32": -0.02,
+                                     "decision_agreement_vs_fp32": 0.99})
+    # the shipped model's int8 export: same macro-F1 within 0.2 pt, yet 19% of decisions differ
+    assert "misses" in variant_note({"variant": "int8", "macro_f1_delta_vs_fp32": -0.0019,
+                                     "decision_agreement_vs_fp32": 0.8073})
     assert variant_note({"variant": "fp32", "macro_f1": 0.5}) == "fp32, test macro-F1 0.500"
 
 
@@ -151,7 +157,8 @@ def test_default_variant_per_provider(tmp_path, int8_delta, shipped, provider, e
     from planet_terrain_plugin.core.models import default_model_path, variant_path
 
     for v in shipped:
-        metrics = {"variant": v, "macro_f1_delta_vs_fp32": int8_delta if v == "int8" else 0.0}
+        metrics = {"variant": v, "macro_f1_delta_vs_fp32": int8_delta if v == "int8" else 0.0,
+                   "decision_agreement_vs_fp32": 0.99}
         write_valid_model(variant_path(v, tmp_path), metrics=metrics)
     assert default_model_path(provider, tmp_path) == variant_path(expected, tmp_path)
 
