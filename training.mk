@@ -12,7 +12,7 @@ MODELS_DIR ?= planet_terrain_plugin/models
 # fp32 threshold (see MODEL_CARD.md), so it must not become the CPU default until it is calibrated on its own.
 SHIP_VARIANTS ?= fp16
 
-.PHONY: train calibrate evaluate export smoke
+.PHONY: train calibrate evaluate export smoke score
 
 train: venv ## Train the default model (DATA_ROOT, V1_ROOT, TRAIN_CONFIG, RUN, RESUME=1)
 	$(PY) -m training.train --config $(TRAIN_CONFIG) --out $(RUN) --data-root $(DATA_ROOT) --v1-root $(V1_ROOT) $(if $(RESUME),--resume)
@@ -29,3 +29,6 @@ export: venv ## ONNX fp32 (+parity) / int8 / fp16 of RUN; ships SHIP_VARIANTS to
 
 smoke: venv ## The whole chain at toy size (train -> export -> classify), ~2 min
 	$(PY) -m pytest -q tests/test_training_smoke.py
+
+score: venv ## Score the shipped model through the plugin's image command line on the test split's unseen sources
+	$(PY) -m training.score_entry_point --data-root $(DATA_ROOT) --v1-root $(V1_ROOT) --out $(RUN)/entry_point_test.json

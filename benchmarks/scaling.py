@@ -70,14 +70,19 @@ def one(cells: int, precision: str, batch: int) -> dict:
             "rss_before_run_mb": before, "precision": precision, "batch": batch}
 
 
-def measure(sizes=SIZES, precision: str | None = None, batch: int = 32) -> list[dict]:
+def measure(sizes=SIZES, precision: str | None = None, batch: int = 32, gdal_cache_mb: int | None = None) -> list[dict]:
+    """One child process per size. ``gdal_cache_mb`` caps GDAL's raster block cache (GDAL_CACHEMAX), which
+    otherwise grows to 5 % of RAM with the tiles read: memory that tracks the raster's size, not the cells'."""
+    import os
+
     precision = precision or ("int8" if "int8" in model_variants() else "fp32")
     big_raster()
+    env = dict(os.environ, **({"GDAL_CACHEMAX": str(gdal_cache_mb)} if gdal_cache_mb else {}))
     rows = []
     for n in sizes:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--one", str(n), "--precision", precision,
-                               "--batch", str(batch)], capture_output=True, text=True, check=True)
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                               "--batch", str(batch)], capture_output=True, text=True, check=True, env=env)
+        rows.append(dict(json.loads(proc.stdout.strip().splitlines()[-1]), gdal_cache_mb=gdal_cache_mb))
     if len(rows) > 1:
         slope = np.polyfit([r["cells"] for r in rows], [r["seconds"] for r in rows], 1)[0]
         for r in rows:
@@ -91,12 +96,15 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     p.add_argument("--precision", default=None)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    p.add_argument("--gdal-cache-mb", type=int, default=None, help="cap GDAL's block cache (GDAL_CACHEMAX)")
     args = p.parse_args(argv)
     if args.one:
         print(json.dumps(one(args.one, args.precision or "fp32", args.batch)))
         return None
-    rows = measure(tuple(int(s) for s in args.sizes.split(",")), args.precision, args.batch)
-    print_table("Scaling: time and peak memory vs cells", ["cells", "seconds", "cells/s", "peak RSS MB"],
+    rows = measure(tuple(int(s) for s in args.sizes.split(",")), args.precision, args.batch, args.gdal_cache_mb)
+    cache = f"GDAL cache {args.gdal_cache_mb} MB" if args.gdal_cache_mb else "GDAL cache at its default"
+    print_table(f"Scaling: time and peak memory vs cells ({rows[0]['precision']}, batch {args.batch}, {cache})",
+                ["cells", "seconds", "cells/s", "peak RSS MB"],
                 [[r["cells"], r["seconds"], r["cells"] / r["seconds"], r["peak_rss_mb"]] for r in rows])
     return rows
 

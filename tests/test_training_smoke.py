@@ -114,3 +114,14 @@ def test_classify_real_image_in_process_and_via_cli(chain):
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout.strip().splitlines()[-1])
     assert record["model"] == "planet_terrain_resnet50" and set(record["probs"]) == set(model.contract.class_names)
+
+
+def test_score_through_the_image_entry_point(chain):
+    """The user's command line, on the test split's unseen sources, scored against the labels."""
+    from training.score_entry_point import score
+
+    result = score(chain["paths"]["fp32"], chain["run"] / "split.json", V3, V1)
+    assert result["images"] == result["n_known"] + result["n_other"] > 0 and result["sources"] > 0
+    for key in ("macro_f1_argmax", "accuracy_argmax", "known_coverage", "other_rejected"):
+        assert 0.0 <= result[key] <= 1.0
+    assert result["provider"] == "CPUExecutionProvider"

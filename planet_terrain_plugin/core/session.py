@@ -109,13 +109,16 @@ def load_model(path: str, preferred: str | None = None, intra_op_threads: int = 
     from .contract import read_contract
 
     path = os.path.abspath(path)
-    contract = read_contract(path)  # validates existence, ONNX-ness and the contract, naming the file
     want = resolve_preference(preferred)
+    if os.path.isfile(path):  # a cached session for this very file: no second parse of a large model
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size, want, intra_op_threads)
+        with _CACHE_LOCK:
+            if key in _CACHE:
+                return _CACHE[key]
+    contract = read_contract(path)  # validates existence, ONNX-ness and the contract, naming the file
     st = os.stat(path)
     key = (path, st.st_mtime_ns, st.st_size, want, intra_op_threads)
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
     ort = import_onnxruntime()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
