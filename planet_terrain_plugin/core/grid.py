@@ -49,8 +49,29 @@ _MIN_COS = 1e-6
 CellPredicate = Callable[["Cell"], bool]
 
 
+class _Rectangle:
+    """Width, height and area of anything with xmin/ymin/xmax/ymax (an extent, a cell)."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+    @property
+    def width(self) -> float:
+        return self.xmax - self.xmin
+
+    @property
+    def height(self) -> float:
+        return self.ymax - self.ymin
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+
 @dataclass(frozen=True)
-class Extent:
+class Extent(_Rectangle):
     """An axis-aligned rectangle in layer CRS units (x = easting or longitude, y = northing or latitude)."""
 
     xmin: float
@@ -65,21 +86,9 @@ class Extent:
         if not (self.xmax > self.xmin and self.ymax > self.ymin):
             raise ValueError(f"extent is empty or inverted: {values}")
 
-    @property
-    def width(self) -> float:
-        return self.xmax - self.xmin
-
-    @property
-    def height(self) -> float:
-        return self.ymax - self.ymin
-
-    @property
-    def area(self) -> float:
-        return self.width * self.height
-
 
 @dataclass(frozen=True)
-class Cell:
+class Cell(_Rectangle):
     """One grid cell: its row (0 = top) and column (0 = left, within its row) and its rectangle."""
 
     row: int
@@ -88,18 +97,6 @@ class Cell:
     ymin: float
     xmax: float
     ymax: float
-
-    @property
-    def width(self) -> float:
-        return self.xmax - self.xmin
-
-    @property
-    def height(self) -> float:
-        return self.ymax - self.ymin
-
-    @property
-    def area(self) -> float:
-        return self.width * self.height
 
     @property
     def centre(self) -> tuple[float, float]:
