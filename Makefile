@@ -36,7 +36,7 @@ venv: $(VENV)/.installed ## Create the venv (QGIS's Python + pinned requirements
 test: venv ## Run the test suite inside a real, headless QGIS
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-demo: venv ## Classify the shipped Apollo 15 Moon raster with the shipped model (headless qgis_process)
+demo: venv ## Apollo 15 Moon raster, shipped model, headless qgis_process: extent + 20 km grid + PNG map (build/demo)
 	$(PY) -m scripts.demo --raster "$(RASTER)" --out "$(OUT)"
 
 deploy: ## Link the plugin into your QGIS profile (QGIS_PROFILE=... to choose another)
