@@ -116,16 +116,34 @@ def test_drag_on_the_canvas_classifies_and_appends(plugin, qgis_iface, apollo_in
     assert plugin.controller.tasks == []  # finished tasks are released
 
 
-def test_cancel_reports_cancelled_and_adds_nothing(qgis_iface, apollo_in_project, bar, tiny_model):
+def test_cancel_reports_cancelled_and_adds_nothing(qgis_iface, apollo_in_project, bar, tiny_model, monkeypatch):
+    import threading
+
+    from planet_terrain_plugin.core.session import load_model
+
+    monkeypatch.delenv("PLANET_TERRAIN_PROVIDER", raising=False)
     controller = ClassifyController(qgis_iface)
     rect = pixel_rect(apollo_in_project, 600, 500, 80, 80)
+    # The task reuses this cached session; holding its lock parks the worker at inference until the cancel is
+    # in, so a fast machine cannot finish the work first (the race made this test flaky).
+    session_lock = load_model(str(tiny_model))._lock
+    session_lock.acquire()
+    release = threading.Timer(0.3, session_lock.release)
 
     def start():
         task = controller.classify_layer_extent(apollo_in_project, rect, str(tiny_model))
         task.cancel()  # before QGIS reports back: cancelled, whatever the worker got to
+        release.start()
         return task
 
-    task = run_to_end(controller, start)
+    try:
+        task = run_to_end(controller, start)
+    finally:
+        release.cancel()
+        if release.ident is not None:
+            release.join()
+        if session_lock.locked():
+            session_lock.release()
     assert task.succeeded is False
     assert bar.get_messages(Qgis.Info)[-1] == "Planet Terrain:Classification cancelled."
     assert result_layers(apollo_in_project) == []
