@@ -7,15 +7,12 @@ from qgis.core import (QgsFeatureSink, QgsProcessing, QgsProcessingAlgorithm, Qg
                        QgsProcessingParameterFile, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterLayer, QgsWkbTypes)
 
-from ..core.contract import ContractError
-from ..core.models import NoModelError
 from ..qgis_io import fields as result_fields
 from ..qgis_io.classify import BodyError, Cancelled, classify_extent
 from ..qgis_io.layer_info import BODY_CHOICES, crs_info
-from ..qgis_io.model_choice import load_run_model
 from ..qgis_io.raster_read import ExtentError, raster_source
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs
-from .guards import FileOutput, input_problem
+from .guards import FileOutput, input_problem, optional_threshold, run_model
 from .styling import StyleOnLoad
 
 
@@ -97,14 +94,8 @@ class ClassifyExtentAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         """Any thread: load the model, read and classify the snapshot, write the feature."""
         source, info, extent = self._source, self._info, self._extent(parameters, context)
-        try:
-            model = load_run_model(self.parameterAsFile(parameters, self.MODEL, context) or None)
-        except (NoModelError, ContractError, ImportError, ValueError, RuntimeError) as exc:
-            raise QgsProcessingException(f"MODEL: {exc}") from None
-        feedback.pushInfo(f"Model {model.contract.model_name} {model.contract.model_version} on {model.provider_note}")
-        threshold = None
-        if parameters.get(self.THRESHOLD) not in (None, ""):
-            threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
+        model = run_model(self, parameters, self.MODEL, context, feedback)
+        threshold = optional_threshold(self, parameters, self.THRESHOLD, context)
 
         output = FileOutput(parameters, self.OUTPUT, context)  # refuses an existing file before any work
         try:

@@ -38,18 +38,16 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, Qgs
 from qgis.PyQt.QtCore import QVariant
 
 from ..core import grid as core_grid
-from ..core.contract import ContractError, ModelContract
-from ..core.models import NoModelError
+from ..core.contract import ModelContract
 from ..core.pipeline import PreparedBatch, batched, decide_prepared, prepare_blocks
 from ..core.session import TerrainModel
 from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
 from ..qgis_io.classify import MIN_EXTENT_PIXELS, BodyError, check_body
 from ..qgis_io.layer_info import BODY_CHOICES, CrsInfo, crs_info
-from ..qgis_io.model_choice import load_run_model
 from ..qgis_io.raster_read import ExtentError, RasterSource, raster_source, read_extent
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs, same_surface
-from .guards import FileOutput, input_problem
+from .guards import FileOutput, input_problem, optional_threshold, run_model
 
 #: Fields a grid run adds after ``fields.result_fields``: the cell's row (0 = top) and column in its row.
 ROW_FIELD, COL_FIELD = "row", "col"
@@ -167,15 +165,6 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
         return super().checkParameterValues(parameters, context)
 
     # -- parameters -> plain values --------------------------------------------------------------------------
-    def _model(self, parameters, context, feedback) -> TerrainModel:
-        try:
-            model = load_run_model(self.parameterAsFile(parameters, self.MODEL, context) or None)
-        except (NoModelError, ContractError, ImportError, ValueError, RuntimeError) as exc:
-            raise QgsProcessingException(f"MODEL: {exc}") from None
-        feedback.pushInfo(f"Model {model.contract.model_name} {model.contract.model_version} on "
-                          f"{model.provider_note}")
-        return model
-
     def _area(self, parameters, context, layer, polygons: list[QgsGeometry] | None) -> QgsRectangle:
         area = QgsRectangle(layer.extent())
         if parameters.get(self.EXTENT) not in (None, ""):
@@ -245,7 +234,7 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException("INPUT: no raster layer could be opened from "
                                          f"{parameters.get(self.INPUT)!r}; give a raster file or layer.")
         output = FileOutput(parameters, self.OUTPUT, context)  # refuses an existing file before any work
-        model = self._model(parameters, context, feedback)
+        model = run_model(self, parameters, self.MODEL, context, feedback)
         contract = model.contract
         info = crs_info(layer.crs(), BODY_CHOICES[self.parameterAsEnum(parameters, self.BODY, context)])
         try:
@@ -253,9 +242,7 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
             source = raster_source(layer)
         except (BodyError, ExtentError) as exc:
             raise QgsProcessingException(str(exc)) from None
-        threshold = None
-        if parameters.get(self.THRESHOLD) not in (None, ""):
-            threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
+        threshold = optional_threshold(self, parameters, self.THRESHOLD, context)
         polygons = self._polygons(parameters, context, layer, feedback)
         area = self._area(parameters, context, layer, polygons)
         size, size_value, size_unit = self._cell_size(parameters, context, model, info, source, feedback)

@@ -16,10 +16,32 @@ import os
 from qgis.core import (QgsMapLayer, QgsProcessingException, QgsProcessingOutputLayerDefinition, QgsProperty,
                        QgsRasterLayer)
 
+from ..core.contract import ContractError
+from ..core.models import NoModelError
+from ..core.session import TerrainModel
+from ..qgis_io.model_choice import load_run_model
 from ..qgis_io.raster_read import web_layer_problem
 
 #: Files a vector driver may write next to the main file (Shapefile, CSV); removed with it on failure.
 _SIDECARS = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".csvt", "-wal", "-shm", "-journal")
+
+
+def run_model(alg, parameters: dict, name: str, context, feedback) -> TerrainModel:
+    """The model a run uses (the file in parameter ``name``, else the installed one), on the chosen provider;
+    every way that can fail becomes a message naming the parameter, and the log says what runs where."""
+    try:
+        model = load_run_model(alg.parameterAsFile(parameters, name, context) or None)
+    except (NoModelError, ContractError, ImportError, ValueError, RuntimeError) as exc:
+        raise QgsProcessingException(f"{name}: {exc}") from None
+    feedback.pushInfo(f"Model {model.contract.model_name} {model.contract.model_version} on {model.provider_note}")
+    return model
+
+
+def optional_threshold(alg, parameters: dict, name: str, context) -> float | None:
+    """The abstention threshold given for this run, or None for the model's own."""
+    if parameters.get(name) in (None, ""):
+        return None
+    return alg.parameterAsDouble(parameters, name, context)
 
 
 def input_problem(alg, parameters: dict, name: str, context) -> str | None:
