@@ -10,6 +10,7 @@ conftest, imported before that, so the environment below is in place when QGIS s
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 import os
@@ -149,3 +150,19 @@ def _release_frames_leaked_by_processing_errors():
                 frame = frame.f_back
             tb = tb.tb_next
     gc.collect()
+
+
+@contextlib.contextmanager
+def as_unprivileged_user():
+    """Act as user "nobody" inside the block when the tests run as root (root writes anywhere, a user does not),
+    so a read-only folder really refuses the write; a no-op for ordinary users."""
+    as_root = os.geteuid() == 0
+    if as_root:
+        os.setegid(65534)
+        os.seteuid(65534)
+    try:
+        yield
+    finally:
+        if as_root:
+            os.seteuid(0)
+            os.setegid(0)

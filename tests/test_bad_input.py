@@ -27,7 +27,7 @@ from osgeo import gdal
 from qgis.core import (Qgis, QgsApplication, QgsProcessingException, QgsProcessingFeedback, QgsProject,
                        QgsRasterLayer, QgsRectangle, QgsVectorLayer)
 
-from conftest import APOLLO, VESTA_DAWN, raster_path, wait_until
+from conftest import APOLLO, VESTA_DAWN, as_unprivileged_user, raster_path, wait_until
 from model_factory import broken_metadata, tiny_contract, write_model, write_valid_model
 from paths import REPO
 from planet_terrain_plugin.core import grid as core_grid
@@ -497,17 +497,10 @@ def test_read_only_output_folder_names_the_folder(tiny_model):
     folder = base / "locked"
     folder.mkdir()
     os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
-    as_root = os.geteuid() == 0
     try:
-        if as_root:  # root writes anywhere: act as "nobody" for the attempt, as a normal user would be
-            os.setegid(65534)
-            os.seteuid(65534)
-        with pytest.raises(QgsProcessingException) as info:
+        with as_unprivileged_user(), pytest.raises(QgsProcessingException) as info:
             run(INPUT=str(raster_path(APOLLO)), MODEL=str(model), OUTPUT=str(folder / "classes.gpkg"))
     finally:
-        if as_root:
-            os.seteuid(0)
-            os.setegid(0)
         os.chmod(folder, stat.S_IRWXU)
     try:
         msg = str(info.value)

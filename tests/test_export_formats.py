@@ -18,7 +18,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeedback, Qg
                        QgsVectorLayer)
 from qgis.PyQt.QtCore import QVariant
 
-from conftest import APOLLO, LOLA, MARS_EQUI, MARS_POLAR, VESTA_DAWN, raster_path
+from conftest import APOLLO, LOLA, MARS_EQUI, MARS_POLAR, VESTA_DAWN, as_unprivileged_user, raster_path
 from model_factory import tiny_contract
 from planet_terrain_plugin.core.bodies import detect_body
 from planet_terrain_plugin.core.calibrate import decide_from_probs
@@ -294,17 +294,10 @@ def test_read_only_folder_gives_a_clear_message():
     folder.mkdir()
     os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
     layer = make_result_layer("moon-geographic")
-    as_root = os.geteuid() == 0
     try:
-        if as_root:  # root writes anywhere: act as "nobody" for the attempt, as a normal user would be
-            os.setegid(65534)
-            os.seteuid(65534)
-        with pytest.raises(ExportError) as info:
+        with as_unprivileged_user(), pytest.raises(ExportError) as info:
             export_layer(layer, str(folder / "classes.gpkg"))
     finally:
-        if as_root:
-            os.seteuid(0)
-            os.setegid(0)
         os.chmod(folder, stat.S_IRWXU)
     try:
         assert f"cannot write to the folder '{folder}'" in str(info.value)
