@@ -255,6 +255,28 @@ def test_cancel_leaves_a_valid_file_of_what_was_done_or_nothing(grid_processing,
     assert {"row", "col", "label"} <= set(names) and crs.isValid()
 
 
+def test_gdal_block_cache_is_bounded_during_a_run_and_restored_after(grid_processing, tiny_model, tmp_path):
+    """A grid run walks the whole raster: GDAL's cache must not keep every decoded block (memory would grow with
+    the cells), and the process-wide limit must come back when the run ends."""
+    from osgeo import gdal
+
+    from planet_terrain_plugin.qgis_io.raster_read import MIN_BLOCK_CACHE_BYTES
+
+    before = gdal.GetCacheMax()
+    gdal.SetCacheMax(1024 * 2**20)
+    try:
+        seen = []
+        feedback = QgsProcessingFeedback()
+        feedback.progressChanged.connect(lambda p: seen.append(gdal.GetCacheMax()) if p < 100 else None)
+        res = run(feedback=feedback, INPUT=str(raster_path(VESTA_DAWN)), MODEL=str(tiny_model), CELL_SIZE=16,
+                  CELL_UNIT=1, BATCH_SIZE=8, OUTPUT=str(tmp_path / "grid.gpkg"))
+        assert res["CELLS_CLASSIFIED"] > 0
+        assert set(seen) == {MIN_BLOCK_CACHE_BYTES}  # a small raster needs no more than the floor
+        assert gdal.GetCacheMax() == 1024 * 2**20
+    finally:
+        gdal.SetCacheMax(before)
+
+
 def _reload(path: str):
     """Plain facts about an exported file; the OGR layer dies with this frame (see the fixture above)."""
     layer = export.load_export(path)

@@ -8,8 +8,9 @@ from qgis.core import QgsRectangle
 
 from conftest import APOLLO, MARS_EQUI, VESTA_DAWN, VESTA_DTM, raster_path
 from planet_terrain_plugin.core import nodata
-from planet_terrain_plugin.qgis_io.raster_read import (OVERSAMPLE, ExtentError, raster_source, read_extent,
-                                                        read_size)
+from planet_terrain_plugin.qgis_io.raster_read import (MIN_BLOCK_CACHE_BYTES, OVERSAMPLE, ExtentError,
+                                                        bounded_block_cache, raster_source, read_extent, read_size,
+                                                        row_block_bytes)
 
 
 def pixel_rect(layer, col0: int, row0: int, cols: int, rows: int) -> QgsRectangle:
@@ -121,3 +122,51 @@ def test_band_nodata_uses_declared_values_and_ranges_instead_of_guessing():
     f = np.array([[np.nan, 1.0], [np.float32(-3.4028226550889045e38), 2.0]], dtype=np.float32)
     np.testing.assert_array_equal(nodata.band_nodata(f, -3.4028226550889045e38, []), [[1, 0], [1, 0]])
     assert not nodata.equals_value(a, -32768.0).any()  # out of the dtype's range: no match, no overflow
+
+
+def test_row_block_bytes_counts_whole_blocks_of_every_band(tmp_path):
+    from qgis.core import QgsRasterLayer
+
+    path = str(tmp_path / "tiled.tif")
+    ds = gdal.GetDriverByName("GTiff").Create(path, 100, 100, 2, gdal.GDT_UInt16,
+                                              ["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"])
+    ds.SetGeoTransform([0, 1, 0, 100, 0, -1])
+    ds = None
+    source = raster_source(QgsRasterLayer(path, "tiled"))
+    # a strip 50 px wide, 10 px high: 4 + 1 blocks across, 1 + 1 down, 2 bands of 2 bytes
+    assert row_block_bytes(source, 50, 10) == 5 * 16 * 2 * 16 * 2 * 2
+    # never more than the raster's own blocks (7 x 7)
+    assert row_block_bytes(source, 1000, 1000) == 7 * 16 * 7 * 16 * 2 * 2
+
+
+@pytest.fixture
+def gdal_cache_limit():
+    """GDAL's block cache limit, put back whatever a test does to it."""
+    before = gdal.GetCacheMax()
+    yield before
+    gdal.SetCacheMax(before)
+
+
+def test_bounded_block_cache_lowers_the_limit_only_while_it_runs(gdal_cache_limit):
+    gdal.SetCacheMax(512 * 2**20)
+    with bounded_block_cache(1000) as limit:
+        assert limit == gdal.GetCacheMax() == MIN_BLOCK_CACHE_BYTES  # a floor for the rest of QGIS
+        with bounded_block_cache(100 * 2**20) as inner:  # runs at the same time add their needs up
+            assert inner == gdal.GetCacheMax() == 100 * 2**20 + 1000
+        assert gdal.GetCacheMax() == MIN_BLOCK_CACHE_BYTES
+    assert gdal.GetCacheMax() == 512 * 2**20
+    with bounded_block_cache(2**40):  # never raised above the limit in force
+        assert gdal.GetCacheMax() == 512 * 2**20
+    gdal.SetCacheMax(16 * 2**20)
+    with bounded_block_cache(0):  # a user's limit below the floor is kept
+        assert gdal.GetCacheMax() == 16 * 2**20
+    assert gdal.GetCacheMax() == 16 * 2**20
+
+
+def test_bounded_block_cache_keeps_a_limit_set_by_someone_else_meanwhile(gdal_cache_limit):
+    gdal.SetCacheMax(512 * 2**20)
+    with pytest.raises(KeyError):
+        with bounded_block_cache(0):
+            gdal.SetCacheMax(200 * 2**20)
+            raise KeyError("the run failed")
+    assert gdal.GetCacheMax() == 200 * 2**20

@@ -3,7 +3,8 @@
 The flow is the house's: cells (``core.grid``) -> pixels per cell (``qgis_io.raster_read``) -> batched
 classification (``core.pipeline.prepare_blocks`` on a reader thread, ``decide_prepared`` on this one) ->
 features streamed into the sink. Nothing is held for the whole grid: cells are generated lazily, read and
-classified ``BATCH_SIZE`` at a time, written, dropped.
+classified ``BATCH_SIZE`` at a time, written, dropped; GDAL's block cache is bounded for the run to the source
+blocks of a row of cells (``raster_read.bounded_block_cache``), so memory does not grow with the area read.
 
 Choices worth knowing:
 
@@ -45,7 +46,8 @@ from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
 from ..qgis_io.classify import MIN_EXTENT_PIXELS, BodyError, check_body
 from ..qgis_io.layer_info import BODY_CHOICES, CrsInfo, crs_info
-from ..qgis_io.raster_read import ExtentError, RasterSource, raster_source, read_extent
+from ..qgis_io.raster_read import (ExtentError, RasterSource, bounded_block_cache, raster_source,
+                                 read_extent, row_block_bytes)
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs, same_surface
 from .guards import FileOutput, input_problem, optional_threshold, run_model
 
@@ -278,8 +280,12 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
         batch_size = self.parameterAsInt(parameters, self.BATCH_SIZE, context)
         batches = batched(_counted(grid, keep, stats), batch_size)
         # One reader thread reads and preprocesses batch k+1 while onnxruntime (which releases the GIL) runs
-        # batch k: at most two batches are in memory, whatever the number of cells.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="planet-terrain-reader") as reader:
+        # batch k: at most two batches are in memory, whatever the number of cells. GDAL's block cache would
+        # otherwise keep every decoded block of the area (up to 5 % of RAM): it is held to the blocks of two
+        # rows of cells (the reader may be a row ahead) while the run reads, and given back its limit after.
+        row_bytes = row_block_bytes(source, area.width(), size.height)
+        with bounded_block_cache(2 * row_bytes), \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="planet-terrain-reader") as reader:
             pending = reader.submit(_prepare_batch, next(batches, None), source, contract)
             while True:
                 prepared = pending.result()

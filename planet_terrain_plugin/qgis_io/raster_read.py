@@ -9,11 +9,19 @@ block it gets, exactly as training made it from full-resolution crops. The block
 raster's native resolution, unless the extent spans more than ``OVERSAMPLE`` x the model input size in
 pixels: then the provider is asked for a block whose longer side is that cap (aspect ratio kept), which bounds
 memory and time for huge extents while leaving the final antialiased reduction to the core.
+
+GDAL's block cache: every block GDAL decodes stays in one process-wide cache, up to ``GDAL_CACHEMAX`` (5 % of
+RAM by default). A grid run walks the raster once, row by row, so without a bound that cache ends up holding
+the whole decoded raster: the run's memory would grow with the area read, not with what the run needs.
+:func:`bounded_block_cache` caps it, for the duration of such a run, at what one row of reads touches.
 """
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsRasterDataProvider, QgsRasterLayer,
@@ -196,3 +204,74 @@ def read_extent(source: RasterSource, extent: QgsRectangle, input_size: int) -> 
     if clipped != extent:
         notes.append("the extent was clipped to the raster's edge")
     return RasterBlock(np.stack(arrays), mask, clipped, notes)
+
+
+#: Smallest GDAL block cache :func:`bounded_block_cache` leaves (bytes): room for what other layers (the map
+#: canvas) read meanwhile, and GDAL's own default before it became a share of RAM.
+MIN_BLOCK_CACHE_BYTES = 32 * 2**20
+#: Block side assumed for a provider that reports none (not GDAL-backed): generous, so the cap never starves it.
+_UNKNOWN_BLOCK = 512
+
+
+def row_block_bytes(source: RasterSource, width: float, height: float) -> int:
+    """Bytes of decoded source blocks that reading a strip ``width`` x ``height`` (layer units) touches.
+
+    Whole blocks of every band (a pixel-interleaved file decodes all bands of a block together), one more block
+    each way for a strip that does not start on a block edge; never more than the whole raster.
+    """
+    px, py = source.pixel_size
+    provider = source.provider
+    bx = provider.xBlockSize() if provider.xBlockSize() > 0 else _UNKNOWN_BLOCK
+    by = provider.yBlockSize() if provider.yBlockSize() > 0 else _UNKNOWN_BLOCK
+    blocks_x = min(math.ceil(source.columns / bx), math.ceil(width / px / bx) + 1)
+    blocks_y = min(math.ceil(source.rows / by), math.ceil(height / py / by) + 1)
+    pixel_bytes = sum(max(1, provider.dataTypeSize(b)) for b in range(1, provider.bandCount() + 1))
+    return blocks_x * bx * blocks_y * by * pixel_bytes
+
+
+_cache_lock = threading.Lock()
+_cache_claims: dict[int, int] = {}  # id of a running bounded_block_cache -> bytes it needs
+_cache_state: dict[str, int] = {}  # "original": the limit to restore, "set": the limit last set here
+
+
+def _apply_cache_limit(gdal) -> None:
+    limit = min(_cache_state["original"], max(MIN_BLOCK_CACHE_BYTES, sum(_cache_claims.values())))
+    if gdal.GetCacheMax() != limit:
+        gdal.SetCacheMax(limit)  # lowering it drops least-recently-used blocks down to the new limit
+    _cache_state["set"] = limit
+
+
+@contextmanager
+def bounded_block_cache(need_bytes: int) -> Iterator[int | None]:
+    """GDAL's block cache limited to ``need_bytes`` (at least :data:`MIN_BLOCK_CACHE_BYTES`, never more than
+    the limit in force) inside the ``with`` block; the limit in force before is restored afterwards.
+
+    The limit is process-wide: runs at the same time add their needs up, the last one out restores the
+    limit, and a limit someone else set during the run is the one kept. Yields the limit in force (None
+    without GDAL's Python bindings, when nothing is changed).
+    """
+    try:
+        from osgeo import gdal
+    except ImportError:
+        yield None
+        return
+    key = object()
+    with _cache_lock:
+        if not _cache_claims:
+            _cache_state["original"] = gdal.GetCacheMax()
+            _cache_state["set"] = _cache_state["original"]
+        _cache_claims[id(key)] = max(0, int(need_bytes))
+        _apply_cache_limit(gdal)
+        limit = _cache_state["set"]
+    try:
+        yield limit
+    finally:
+        with _cache_lock:
+            del _cache_claims[id(key)]
+            current = gdal.GetCacheMax()
+            if current != _cache_state["set"]:
+                _cache_state["original"] = current  # changed by someone else meanwhile: theirs is kept
+            if _cache_claims:
+                _apply_cache_limit(gdal)
+            elif current != _cache_state["original"]:
+                gdal.SetCacheMax(_cache_state["original"])
