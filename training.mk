@@ -12,7 +12,9 @@ MODELS_DIR ?= planet_terrain_plugin/models
 # fp32 threshold (see MODEL_CARD.md), so it must not become the CPU default until it is calibrated on its own.
 SHIP_VARIANTS ?= fp16
 
-.PHONY: train calibrate evaluate export smoke score
+.PHONY: train calibrate evaluate export smoke score pretrain ablation
+PRETRAIN_CONFIG ?= training/configs/pretrain.json
+ABLATION_SPEC ?= training/configs/ablation.json
 
 train: venv ## Train the default model (DATA_ROOT, V1_ROOT, TRAIN_CONFIG, RUN, RESUME=1)
 	$(PY) -m training.train --config $(TRAIN_CONFIG) --out $(RUN) --data-root $(DATA_ROOT) --v1-root $(V1_ROOT) $(if $(RESUME),--resume)
@@ -32,3 +34,9 @@ smoke: venv ## The whole chain at toy size (train -> export -> classify), ~2 min
 
 score: venv ## Score the shipped model through the plugin's image command line on the test split's unseen sources
 	$(PY) -m training.score_entry_point --data-root $(DATA_ROOT) --v1-root $(V1_ROOT) --out $(RUN)/entry_point_test.json
+
+pretrain: venv ## Self-supervised pretraining (SimCLR or BYOL) of the backbone -> RUN_pretrain/backbone.pt (PRETRAIN_CONFIG)
+	$(PY) -m training.pretrain --config $(PRETRAIN_CONFIG) --out $(RUN)_pretrain --data-root $(DATA_ROOT) --v1-root $(V1_ROOT) $(if $(RESUME),--resume)
+
+ablation: venv ## Issue-5 ablation (needs `make train` first): one arm per lever -> runs/ablation/ablation.md
+	$(PY) -m training.ablation --spec $(ABLATION_SPEC)

@@ -20,6 +20,7 @@ import torch
 from planet_terrain_plugin.core.contract import ModelContract
 
 from training import checkpoint
+from training.model import output_count
 from training.report import PLOTS
 
 from . import parity
@@ -56,6 +57,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, ckpt_name: str = "last.
     run, out = Path(run_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model, cfg, base, _ = checkpoint.load_model(run / ckpt_name)
+    if output_count(cfg, base.num_classes) != base.num_classes:
+        raise ValueError(f"run '{run}' was trained with an extra \"other\" output (outlier_mode 'class'); the "
+                         "plugin's contract expects one logit per class, so it cannot be exported: retrain it with "
+                         "outlier_mode 'uniform'")
     contract = run_contract(run, base)
     fp32 = out / f"{contract.model_name}.fp32.onnx"
     how = torch_to_onnx(model, contract.input_size, fp32)

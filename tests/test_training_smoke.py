@@ -1,5 +1,7 @@
-"""The whole chain at toy size on real data: train -> calibrate -> evaluate -> report -> export (parity,
-int8, fp16) -> load with the plugin core -> classify a real image in-process and through the image CLI.
+"""The whole chain at toy size on real data: self-supervised pretraining -> linear probe and fine-tune from
+that backbone -> calibrate -> evaluate -> report -> export (parity, int8, fp16) -> load with the plugin core ->
+classify a real image in-process and through the image CLI. Also: a deep ensemble of two runs exported as one
+graph, and the refusal to export a run with an extra "other" output.
 
 Everything is written under pytest's tmp_path; nothing is mocked.
 """
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from paths import HIRISE_V1, HIRISE_V3
+from paths import HIRISE_V1, HIRISE_V3, RASTERS
 import torch
 
 from planet_terrain_plugin.core.contract import read_contract
@@ -36,18 +38,73 @@ def chain(tmp_path_factory):
     from training.calibrate import calibrate
     from training.config import TrainConfig
     from training.evaluate import evaluate
+    from training.pretrain import pretrain
     from training.train import train
 
     tmp = tmp_path_factory.mktemp("chain")
-    run = tmp / "run"
-    cfg = TrainConfig.load(REPO / "training" / "configs" / "smoke.json", data_root=str(V3), v1_root=str(V1),
-                           out_dir=str(run))
+    run, ssl = tmp / "run", tmp / "ssl"
+    smoke = REPO / "training" / "configs" / "smoke.json"
+    common = dict(data_root=str(V3), v1_root=str(V1), ssl_raster_dir=str(RASTERS))
+    backbone = pretrain(TrainConfig.load(smoke, out_dir=str(ssl), **common), ssl, cache_dir=None, progress=False)
+    cfg = TrainConfig.load(smoke, out_dir=str(run), init=str(backbone), **common)
     train(cfg, run, cache_dir=None, progress=False)
     cal = calibrate(run, cache_dir=None)
     metrics = evaluate(run, cache_dir=None)
     report.plots(json.loads((run / "metrics.json").read_text()), json.loads((run / "history.json").read_text()), run)
     paths = export_run(run, tmp / "export", cache_dir=None, calib_images=16)
-    return {"run": run, "cfg": cfg, "cal": cal, "metrics": metrics, "paths": paths}
+    return {"run": run, "ssl": ssl, "cfg": cfg, "cal": cal, "metrics": metrics, "paths": paths}
+
+
+def test_pretraining_feeds_the_fine_tune(chain):
+    import torch as _torch
+
+    ssl, run = chain["ssl"], chain["run"]
+    report = json.loads((ssl / "pretrain.json").read_text())
+    assert report["method"] == "simclr" and report["pool_images"] > report["pool_hirise"] > 0  # raster crops too
+    assert {"probe_before", "probe_after"} <= set(report) and report["history"][0]["images"] > 0
+    backbone = _torch.load(ssl / "backbone.pt", weights_only=True)
+    assert "conv1.weight" in backbone and not any(k.startswith("fc.") for k in backbone)
+    history = json.loads((run / "history.json").read_text())
+    assert history[0]["probe"] and not history[-1]["probe"]  # linear probe on the SSL backbone, then fine-tune
+    test_split = set(json.loads((run / "split.json").read_text())["sources"]["test"])
+    assert test_split and "test" not in chain["cfg"].ssl_splits  # the test split never enters pretraining
+
+
+def test_ensemble_of_two_runs_exports_as_one_graph(chain, tmp_path):
+    from export.to_onnx import export_run
+    from training.calibrate import calibrate
+    from training.config import TrainConfig
+    from training.ensemble import combine
+    from training.evaluate import evaluate
+    from training.train import train
+
+    second = tmp_path / "seed1"
+    cfg = TrainConfig.from_dict({**json.loads((chain["run"] / "config.json").read_text()), "seed": 1, "init": "",
+                                 "out_dir": str(second)})
+    train(cfg, second, cache_dir=None, progress=False)
+    ens = combine([chain["run"], second], tmp_path / "ensemble")
+    calibrate(ens, cache_dir=None)
+    evaluate(ens, cache_dir=None, extras=False)
+    paths = export_run(ens, tmp_path / "export", variants=("fp32",), cache_dir=None)
+    contract = read_contract(str(paths["fp32"]))
+    assert contract.metrics["parity_max_abs_dprob"] <= 1e-4 and contract.num_classes == 7
+    model = load_model(str(paths["fp32"]), "cpu")
+    block, mask = read_image(str(IMAGE))
+    (result,) = classify_blocks(model, [block], [mask], body="Mars")
+    assert np.isclose(sum(result.decision.probs), 1.0)
+
+
+def test_run_with_other_output_is_refused_by_export(chain, tmp_path):
+    from export.to_onnx import export_run
+    from training.config import TrainConfig
+    from training.train import train
+
+    run = tmp_path / "other_class"
+    cfg = TrainConfig.from_dict({**json.loads((chain["run"] / "config.json").read_text()), "init": "",
+                                 "probe_epochs": 0, "outlier_mode": "class", "out_dir": str(run)})
+    train(cfg, run, cache_dir=None, progress=False)
+    with pytest.raises(ValueError, match="outlier_mode"):
+        export_run(run, tmp_path / "export", variants=("fp32",), cache_dir=None)
 
 
 def test_run_files_written(chain):
@@ -72,7 +129,7 @@ def test_resume_continues_from_last_checkpoint(chain, tmp_path):
     cfg = TrainConfig.from_dict({**json.loads((run / "config.json").read_text()), "epochs": 2})
     train(cfg, run, resume=True, cache_dir=None, progress=False)
     history = json.loads((run / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2]
+    assert [h["epoch"] for h in history] == [1, 2, 3]  # probe, fine-tune, and the one added on resume
 
 
 def test_exported_variants_carry_contract_and_scores(chain):
@@ -125,3 +182,43 @@ def test_score_through_the_image_entry_point(chain):
     for key in ("macro_f1_argmax", "accuracy_argmax", "known_coverage", "other_rejected"):
         assert 0.0 <= result[key] <= 1.0
     assert result["provider"] == "CPUExecutionProvider"
+
+
+def test_ablation_scores_every_arm_alike_and_resumes(tmp_path):
+    """The issue-5 harness at toy size: two trained arms with different levers, their ensemble, TTA on one."""
+    from training.ablation import run_ablation
+
+    smoke = REPO / "training" / "configs" / "smoke.json"
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({**json.loads(smoke.read_text()), "data_root": str(V3), "v1_root": str(V1)}))
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"base": str(base), "runs_dir": str(tmp_path / "runs"), "tta": ["a"], "arms": [
+        {"name": "a", "lever": "plain", "overrides": {}},
+        {"name": "b", "lever": "levers", "overrides": {"mixup_alpha": 0.4, "cutmix_alpha": 1.0, "mix_p": 1.0,
+                                                       "balance": "class_balanced", "focal_gamma": 2.0, "seed": 1}},
+        {"name": "e", "lever": "ensemble", "members": ["a", "b"]}]}))
+    rows = run_ablation(spec, cache_dir=None)
+    assert [r["arm"] for r in rows] == ["a", "a+tta", "b", "e"]
+    assert [r["cost"] for r in rows] == [1, 8, 1, 2] and set(rows[0]["recall"]) == set(read_contract_names())
+    table = (tmp_path / "runs" / "ablation.md").read_text()
+    assert "| e | ensemble |" in table and "AUROC known/other by top_probability" in table
+    stamp = (tmp_path / "runs" / "a" / "trained.json").stat().st_mtime_ns
+    run_ablation(spec, cache_dir=None)  # every step done: nothing is retrained
+    assert (tmp_path / "runs" / "a" / "trained.json").stat().st_mtime_ns == stamp
+
+
+def test_ablation_without_its_starting_run_says_what_to_do(tmp_path):
+    from training.ablation import run_ablation
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"base": str(REPO / "training" / "configs" / "smoke.json"),
+                                "runs_dir": str(tmp_path / "runs"),
+                                "arms": [{"name": "old", "existing": str(tmp_path / "no_such_run")}]}))
+    with pytest.raises(FileNotFoundError, match="make train"):
+        run_ablation(spec, cache_dir=None)
+
+
+def read_contract_names() -> list[str]:
+    from planet_terrain_plugin.core.contract import HIRISE_LANDFORMS
+
+    return [c.name for c in HIRISE_LANDFORMS]

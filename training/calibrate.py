@@ -20,6 +20,7 @@ from planet_terrain_plugin.core.calibrate import softmax
 from . import checkpoint
 from .inference import logits_for
 from .metrics import abstention, nll, reliability
+from .model import class_probs
 from .rundata import load_run_data
 
 
@@ -62,12 +63,13 @@ def calibrate(run_dir: str | Path, ckpt_name: str = "last.pt", target: float | N
     lo = logits_for(model, other, data.cache)
     t = fit_temperature(lk, y) if len(y) else 1.0
     target = cfg.target_other_rejection if target is None else target
-    pk, po = softmax(lk, t), softmax(lo, t)
+    n = contract.num_classes
+    pk, po = class_probs(lk, t, n), class_probs(lo, t, n)
     thr = threshold_for_rejection(po.max(1) if len(po) else np.zeros(0), target)
     result = {
         "checkpoint": ckpt_name, "temperature": t, "threshold": thr, "target_other_rejection": target,
-        "val_nll_before": nll(softmax(lk), y), "val_nll_after": nll(pk, y),
-        "val_ece_before": reliability(softmax(lk), y)["ece"], "val_ece_after": reliability(pk, y)["ece"],
+        "val_nll_before": nll(class_probs(lk, 1.0, n), y), "val_nll_after": nll(pk, y),
+        "val_ece_before": reliability(class_probs(lk, 1.0, n), y)["ece"], "val_ece_after": reliability(pk, y)["ece"],
         "val": abstention(pk, y, po, thr),
     }
     (run / "calibration.json").write_text(json.dumps(result, indent=1) + "\n")

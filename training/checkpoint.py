@@ -9,7 +9,7 @@ import torch
 from planet_terrain_plugin.core.contract import ModelContract
 
 from .config import TrainConfig
-from .model import build_model
+from .model import build_model, output_count
 
 
 def save(path: str | Path, **state: Any) -> None:
@@ -29,7 +29,7 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig, ModelCon
     ckpt = load(path)
     cfg = TrainConfig.from_dict(ckpt["config"])
     contract = ModelContract.from_metadata(ckpt["contract"], str(path))
-    model = build_model(contract.num_classes, cfg.arch)
+    model = build_model(output_count(cfg, contract.num_classes), cfg.arch, cfg.ensemble_size)
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, cfg, contract, ckpt

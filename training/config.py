@@ -7,6 +7,7 @@ training tree restates them.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -58,7 +59,8 @@ class TrainConfig:
     time_budget_min: float = 0.0
 
     # -- class balance and "other" -------------------------------------------------------------------------
-    #: "sampler" (class-balanced WeightedRandomSampler), "loss_weights" (inverse-frequency CE weights), "none".
+    #: "sampler" (class-balanced WeightedRandomSampler), "loss_weights" (inverse-frequency CE weights),
+    #: "class_balanced" (effective-number CE weights, ``cb_beta``), "none".
     balance: str = "sampler"
     #: Known-class samples drawn per epoch when balancing with the sampler (0 = number of known train images).
     samples_per_epoch: int = 0
@@ -67,6 +69,24 @@ class TrainConfig:
     outlier_weight: float = 0.5
     #: "other" images per known image in each epoch.
     outlier_ratio: float = 0.5
+    #: How "other" is taught (issue 5 compares them): "uniform" (outlier exposure, above), "class" (an extra
+    #: output trained on "other" with weight ``outlier_weight``; abstention reads the known classes' share).
+    #: ``outlier_weight`` 0 means abstention by the threshold alone.
+    outlier_mode: str = "uniform"
+    #: Sampler weight of an image = (its class's train count) ** -sampler_power: 1 balances the classes,
+    #: above 1 over-samples the rare ones further (their copies differ by the online augmentation).
+    sampler_power: float = 1.0
+    #: With ``balance`` "class_balanced": loss weights from the effective number of samples (Cui et al. 2019).
+    cb_beta: float = 0.999
+    #: Focal-loss exponent on the known-class loss (0 = plain cross-entropy).
+    focal_gamma: float = 0.0
+    #: Mixup / CutMix on the known images of a batch: Beta(alpha, alpha) mixing, 0 disables each; when both are
+    #: on, each mixed batch picks one at random. ``mix_p`` is the share of batches mixed.
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_p: float = 0.5
+    #: Members averaged into one network (written by ``training.ensemble``; 1 = a single network).
+    ensemble_size: int = 1
 
     # -- augmentation ------------------------------------------------------------------------------------------
     crop_scale: tuple[float, float] = (0.35, 1.0)
@@ -78,6 +98,32 @@ class TrainConfig:
     noise_p: float = 0.3
     blur_sigma: tuple[float, float] = (0.3, 1.5)
     blur_p: float = 0.3
+
+    # -- self-supervised pretraining (training.pretrain) --------------------------------------------------------
+    #: "simclr" (contrastive, NT-Xent) or "byol" (momentum target, no negatives).
+    ssl_method: str = "simclr"
+    ssl_epochs: int = 10
+    #: Stop starting new pretraining epochs after this many minutes (0 = no limit).
+    ssl_time_budget_min: float = 0.0
+    ssl_batch_size: int = 32
+    ssl_lr: float = 3e-4
+    #: NT-Xent temperature (SimCLR).
+    ssl_temperature: float = 0.2
+    ssl_proj_dim: int = 128
+    #: EMA rate of BYOL's target network.
+    ssl_momentum: float = 0.99
+    #: Splits whose HiRISE crops (landforms and "other" alike, labels unused) join the unlabeled pool; the test
+    #: split stays out, so its scores stay those of images the network never saw in any form.
+    ssl_splits: tuple[str, ...] = ("train", "val")
+    #: Folder of planetary rasters (every body) cut into extra unlabeled crops; "" = HiRISE crops only.
+    ssl_raster_dir: str = "../shared/data/rasters"
+    ssl_crops_per_raster: int = 200
+    #: Crop side range in raster pixels for those crops.
+    ssl_crop_pixels: tuple[int, int] = (48, 256)
+    #: Views: random crop area share (wider than supervised training: SSL needs harder views).
+    ssl_crop_scale: tuple[float, float] = (0.2, 1.0)
+    #: Start pretraining from these weights (e.g. a supervised run's checkpoint) instead of random ones.
+    ssl_init: str = ""
 
     # -- contract facts (everything else in the contract is measured) ----------------------------------------
     model_name: str = "planet_terrain_resnet50"
@@ -95,6 +141,14 @@ class TrainConfig:
     out_dir: str = "runs/default"
 
     # ----------------------------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        """Refuse a misspelt choice now, not after an hour of training."""
+        choices = {"balance": ("sampler", "loss_weights", "class_balanced", "none"),
+                   "outlier_mode": ("uniform", "class"), "ssl_method": ("simclr", "byol")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"config '{name}' is {getattr(self, name)!r}; choose one of {allowed}")
+
     def base_contract(self, **measured: Any) -> ModelContract:
         """The contract this run's preprocessing uses; temperature/threshold/metrics are filled in later."""
         fields = dict(model_name=self.model_name, model_version=self.model_version, classes=HIRISE_LANDFORMS,
@@ -125,3 +179,22 @@ class TrainConfig:
         data = json.loads(Path(path).read_text())
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(data)
+
+
+def run_parser(description: str, default_config: str, checkpoint_name: str) -> argparse.ArgumentParser:
+    """The command-line options every run script shares (config, output, data roots, resume, progress)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--out", help="run directory (default: the config's out_dir)")
+    p.add_argument("--data-root", help="HiRISE map-proj-v3 root (overrides the config)")
+    p.add_argument("--v1-root", help="HiRISE map-proj v1 root (overrides the config)")
+    p.add_argument("--resume", action="store_true", help=f"continue from <out>/{checkpoint_name}")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
+    """The config named by ``args`` with the command line's overrides and its output directory."""
+    cfg = TrainConfig.load(args.config, data_root=args.data_root, v1_root=args.v1_root, **overrides)
+    cfg.out_dir = args.out or cfg.out_dir
+    return cfg

@@ -14,7 +14,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from planet_terrain_plugin.core.calibrate import softmax
 from planet_terrain_plugin.core.contract import HIRISE_OTHER, UNKNOWN_LABEL
 from planet_terrain_plugin.core.preprocess import resize
 
@@ -22,7 +21,9 @@ from . import checkpoint
 from .augment import gaussian_blur
 from .dataset import Record
 from .inference import logits_for
-from .metrics import abstention, auroc, confusion, macro_f1, nll, per_class, reliability, risk_coverage
+from .metrics import (abstention, auroc, confusion, coverage_at_rejection, macro_f1, nll, per_class, reliability,
+                      risk_coverage)
+from .model import class_probs
 from .rundata import load_run_data
 
 #: Robustness perturbations of the 8-bit image (227 px crops): name -> transform.
@@ -45,8 +46,8 @@ def score(lk: np.ndarray, y: np.ndarray, lo: np.ndarray, temperature: float, thr
           class_names: Sequence[str], curves: bool = False) -> dict:
     """Every test metric for one set of known (lk, y) and "other" (lo) logits."""
     n = len(class_names)
-    p_raw, p = softmax(lk, 1.0), softmax(lk, temperature)
-    po = softmax(lo, temperature) if len(lo) else np.zeros((0, n))
+    p_raw, p = class_probs(lk, 1.0, n), class_probs(lk, temperature, n)
+    po = class_probs(lo, temperature, n) if len(lo) else np.zeros((0, n))
     pred = p.argmax(1)
     pc = per_class(y, pred, n)
     # 8x8 with abstention: rows truth (other, classes), columns decision (unknown, classes)
@@ -66,6 +67,7 @@ def score(lk: np.ndarray, y: np.ndarray, lo: np.ndarray, temperature: float, thr
         "ece_before": rel_before["ece"], "ece_after": rel_after["ece"],
         **abstention(p, y, po, threshold),
         "auroc_known_vs_other": auroc(p.max(1), po.max(1)),
+        "known_coverage_at_90_other_rejected": coverage_at_rejection(p.max(1), po.max(1), 0.90),
         "aurc": risk_coverage(p, y)["aurc"],
     }
     if curves:
@@ -112,7 +114,8 @@ def evaluate(run_dir: str | Path, ckpt_name: str = "last.pt", cache_dir: str | N
         tta = logits_for(model, test, data.cache, tta=True)
         s = subset(test, tta)
         result["tta"] = {k: s[k] for k in ("macro_f1", "accuracy", "ece_after", "other_rejected",
-                                          "known_coverage", "auroc_known_vs_other")}
+                                          "known_coverage", "auroc_known_vs_other",
+                                          "known_coverage_at_90_other_rejected", "per_class")}
         result["tta"]["helps"] = bool(s["macro_f1"] > base["macro_f1"] and s["auroc_known_vs_other"]
                                       >= base["auroc_known_vs_other"])
         result["robustness"] = {}

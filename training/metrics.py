@@ -92,3 +92,14 @@ def abstention(probs_known: np.ndarray, y_known: np.ndarray, probs_other: np.nda
             "known_coverage": float(acc_known.mean()) if len(acc_known) else float("nan"),
             "accuracy_on_accepted": float(correct[acc_known].mean()) if acc_known.any() else float("nan"),
             "n_known": int(len(y_known)), "n_other": int(len(probs_other))}
+
+
+def coverage_at_rejection(known_top: np.ndarray, other_top: np.ndarray, rejection: float = 0.90) -> float:
+    """Share of known images accepted by the threshold that rejects ``rejection`` of the "other" images *of
+    this same set*: the separation at a fixed operating point, free of how well a validation threshold
+    transfers (that is what ``abstention`` measures)."""
+    if len(other_top) == 0 or len(known_top) == 0:
+        return float("nan")
+    s = np.sort(np.asarray(other_top, float))
+    k = min(len(s), max(1, int(np.ceil(rejection * len(s)))))
+    return float((np.asarray(known_top, float) >= np.nextafter(s[k - 1], np.inf)).mean())

@@ -1,14 +1,58 @@
-"""The network: torchvision ResNet-50 (no pretrained download) with a head sized to the contract's classes."""
+"""The network: torchvision ResNet-50 (no pretrained download) with a head sized to the contract's classes.
+
+Also the two variants issue 5 compares: an extra "other" output (``outlier_mode`` "class"), and a deep ensemble
+of several such networks averaged into one module, so calibration, evaluation and ONNX export treat it exactly
+like a single network.
+"""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 import torchvision
 
+from planet_terrain_plugin.core.calibrate import softmax
 
-def build_model(num_classes: int, arch: str = "resnet50") -> torch.nn.Module:
+
+def output_count(cfg, n_classes: int) -> int:
+    """Outputs of the network a config trains: the known classes, plus one for "other" in "class" mode."""
+    return n_classes + (1 if cfg.outlier_mode == "class" else 0)
+
+
+def class_probs(logits: np.ndarray, temperature: float, n_classes: int) -> np.ndarray:
+    """(N, n_classes) probabilities of the known classes: the softmax over every output, extra "other" output
+    dropped (so with one, rows sum to less than 1 and the top probability is what abstention reads)."""
+    return softmax(np.asarray(logits, float), temperature)[:, :n_classes]
+
+
+class Ensemble(torch.nn.Module):
+    """Members' softmax averaged; returns the log of that mean, so softmax(output / T) is the (tempered)
+    ensemble probability and the plugin's contract (logits in, temperature-scaled softmax) is unchanged."""
+
+    def __init__(self, members: list[torch.nn.Module]):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    @property
+    def fc(self) -> torch.nn.Module:
+        return self.members[0].fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logp = torch.stack([torch.log_softmax(m(x), 1) for m in self.members])
+        return torch.logsumexp(logp, 0) - math.log(len(self.members))
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(members, N, outputs): for the spread between members."""
+        return torch.stack([m(x) for m in self.members])
+
+
+def build_model(num_outputs: int, arch: str = "resnet50", ensemble_size: int = 1) -> torch.nn.Module:
     """``weights=None`` always: nothing may download at run time. Local weights come through :func:`load_init`."""
     ctor = getattr(torchvision.models, arch)
-    return ctor(weights=None, num_classes=num_classes)
+    if ensemble_size > 1:
+        return Ensemble([ctor(weights=None, num_classes=num_outputs) for _ in range(ensemble_size)])
+    return ctor(weights=None, num_classes=num_outputs)
 
 
 def load_init(model: torch.nn.Module, path: str) -> list[str]:

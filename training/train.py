@@ -1,10 +1,12 @@
 """Train the terrain classifier: ``python -m training.train --config training/configs/default.json``.
 
 Plain PyTorch over a :class:`TrainConfig`. One stage from scratch, or two (frozen-backbone linear probe, then
-full fine-tune) when ``--init`` names a local torchvision ResNet-50 state dict. Known classes learn with
-cross-entropy (class balance by a weighted sampler or by loss weights, see the config); the train split's
-"other" pool is pushed towards a uniform softmax (outlier exposure) so that abstaining on low top probability
-rejects it. Every epoch writes ``last.pt`` (``--resume`` continues from it) and, when validation macro-F1
+full fine-tune) when ``--init`` names a local state dict (torchvision ImageNet weights, a self-supervised
+backbone from :mod:`training.pretrain`, or an earlier run). Known classes learn with cross-entropy (class
+balance by a weighted sampler, inverse-frequency or class-balanced loss weights, optional focal term and
+mixup/CutMix: :mod:`training.losses`, :mod:`training.mixing`); the train split's "other" pool is pushed towards
+a uniform softmax (outlier exposure) or onto an extra output, so that abstaining on low top probability
+rejects it. Every lever is a config switch; :mod:`training.ablation` compares them. Every epoch writes ``last.pt`` (``--resume`` continues from it) and, when validation macro-F1
 improves, ``best.pt``; the config, split and history are written beside them.
 """
 from __future__ import annotations
@@ -23,10 +25,12 @@ import torch.nn.functional as F
 
 from . import checkpoint
 from .augment import augment
-from .config import TrainConfig
+from .config import TrainConfig, config_from_args, run_parser
 from .inference import logits_for
+from .losses import class_balanced_weights, inverse_frequency_weights, mixed_known_loss, outlier_loss
 from .metrics import auroc, macro_f1
-from .model import build_model, load_init, set_backbone_trainable
+from .mixing import mix_batch
+from .model import build_model, class_probs, load_init, output_count, set_backbone_trainable
 from .rundata import RunData, load_run_data
 
 #: At most this many "other" validation images are scored each epoch (all of them at calibration).
@@ -59,7 +63,7 @@ def epoch_plan(data: RunData, cfg: TrainConfig, rng: np.random.Generator, n_clas
     n_known = cfg.samples_per_epoch or len(known)
     if cfg.balance == "sampler":
         counts = np.bincount(labels, minlength=n_classes).astype(float)
-        w = 1.0 / counts[labels]
+        w = counts[labels] ** -cfg.sampler_power
         idx = rng.choice(len(known), size=n_known, replace=True, p=w / w.sum())
     else:
         idx = rng.permutation(len(known))[:n_known] if n_known <= len(known) else rng.choice(len(known), n_known)
@@ -113,11 +117,11 @@ def validate(model: torch.nn.Module, data: RunData, n_classes: int) -> dict:
     other = data.other("val")[::max(1, len(data.other("val")) // VAL_OTHER_CAP)][:VAL_OTHER_CAP]
     lk = logits_for(model, known, data.cache)
     y = np.array([r.label - 1 for r in known])
-    pk = torch.softmax(torch.from_numpy(lk), 1).numpy()
+    pk = class_probs(lk, 1.0, n_classes)
     out = {"val_macro_f1": macro_f1(y, pk.argmax(1), n_classes), "val_acc": float((pk.argmax(1) == y).mean()),
            "val_nll": float(F.cross_entropy(torch.from_numpy(lk), torch.from_numpy(y)).item())}
     if other:
-        po = torch.softmax(torch.from_numpy(logits_for(model, other, data.cache)), 1).numpy()
+        po = class_probs(logits_for(model, other, data.cache), 1.0, n_classes)
         out["val_auroc_known_vs_other"] = auroc(pk.max(1), po.max(1))
     return out
 
@@ -135,7 +139,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_dir
     cfg.save(out / "config.json")
     data = load_run_data(cfg, contract, cache_dir=cache_dir, write_split_to=out / "split.json")
     n = contract.num_classes
-    model = build_model(n, cfg.arch)
+    model = build_model(output_count(cfg, n), cfg.arch)
     two_stage = bool(cfg.init)
     if two_stage:
         left = load_init(model, cfg.init)
@@ -147,8 +151,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_dir
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     counts = class_counts(data, n)
     loss_w = None
-    if cfg.balance == "loss_weights":
-        loss_w = torch.tensor(counts.sum() / (n * np.maximum(counts, 1)), dtype=torch.float32, device=device)
+    if cfg.balance in ("loss_weights", "class_balanced"):
+        w = inverse_frequency_weights(counts) if cfg.balance == "loss_weights" else class_balanced_weights(
+            counts, cfg.cb_beta)
+        w = np.append(w, [1.0] * (output_count(cfg, n) - n))  # an extra "other" output keeps weight 1
+        loss_w = torch.tensor(w, dtype=torch.float32, device=device)
     start_epoch, best, history, elapsed_before = 0, -1.0, [], 0.0
     last = out / "last.pt"
     if resume and last.is_file():
@@ -188,16 +195,24 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_dir
             for g in opt.param_groups:
                 g["lr"] = lr_at(min(frac, 1.0), cfg, base_lr)
             xb, y, is_other = (t.to(device) for t in next(batches))
+            known = ~is_other
+            mix_rng = np.random.default_rng([cfg.seed, epoch, step, 7])
+            x_known, partner, lam = mix_batch(xb[known], mix_rng, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_p)
+            if partner is not None:
+                xb = xb.clone()
+                xb[known] = x_known
             if device.type == "cuda":
                 xb = xb.to(memory_format=torch.channels_last)
             with torch.autocast(device.type, enabled=use_amp):
                 logits = model(xb).float()
             loss = logits.new_zeros(())
-            if (~is_other).any():
-                loss = loss + F.cross_entropy(logits[~is_other], y[~is_other], weight=loss_w,
-                                              label_smoothing=cfg.label_smoothing)
+            if known.any():
+                yk = y[known]
+                loss = loss + mixed_known_loss(logits[known], yk, None if partner is None else yk[partner], lam,
+                                               weight=loss_w, label_smoothing=cfg.label_smoothing,
+                                               focal_gamma=cfg.focal_gamma)
             if is_other.any():
-                loss = loss + cfg.outlier_weight * (-F.log_softmax(logits[is_other], 1).mean())
+                loss = loss + cfg.outlier_weight * outlier_loss(logits[is_other], cfg.outlier_mode, n)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -226,25 +241,16 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="training/configs/default.json")
-    p.add_argument("--out", help="run directory (default: the config's out_dir)")
-    p.add_argument("--data-root", help="HiRISE map-proj-v3 root (overrides the config)")
-    p.add_argument("--v1-root", help="HiRISE map-proj v1 root (overrides the config)")
+    p = run_parser(__doc__.splitlines()[0], "training/configs/default.json", "last.pt")
     p.add_argument("--init", help="local torchvision ResNet-50 state dict: two-stage fine-tuning")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
-    p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = TrainConfig.load(args.config, data_root=args.data_root, v1_root=args.v1_root, init=args.init,
-                           epochs=args.epochs)
-    out = args.out or cfg.out_dir
-    cfg.out_dir = out
-    best = train(cfg, out, resume=args.resume, progress=not args.no_progress and os.isatty(2))
+    cfg = config_from_args(args, init=args.init, epochs=args.epochs)
+    best = train(cfg, cfg.out_dir, resume=args.resume, progress=not args.no_progress and os.isatty(2))
     print(f"best checkpoint: {best}")
     return 0
 
