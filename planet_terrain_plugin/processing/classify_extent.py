@@ -1,23 +1,20 @@
 """Processing algorithm ``planet_terrain:classify_extent``: one raster extent -> one labelled polygon."""
 from __future__ import annotations
 
-from qgis.core import (QgsFeatureSink, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException,
-                       QgsProcessingOutputNumber, QgsProcessingOutputString, QgsProcessingParameterEnum,
-                       QgsProcessingParameterExtent, QgsProcessingParameterFeatureSink,
-                       QgsProcessingParameterFile, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterLayer, QgsWkbTypes)
+from qgis.core import (QgsFeatureSink, QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
+                       QgsProcessingOutputString, QgsProcessingParameterFeatureSink, QgsWkbTypes)
 
 from ..qgis_io import fields as result_fields
 from ..qgis_io.classify import BodyError, Cancelled, classify_extent
-from ..qgis_io.layer_info import BODY_CHOICES, crs_info
+from ..qgis_io.layer_info import crs_info
 from ..qgis_io.raster_read import ExtentError, raster_source
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs
-from .guards import FileOutput, input_problem, optional_threshold, run_model
+from .classification_base import ClassificationAlgorithm
+from .guards import FileOutput, optional_threshold, run_model
 from .styling import StyleOnLoad
 
 
-class ClassifyExtentAlgorithm(QgsProcessingAlgorithm):
-    INPUT, EXTENT, MODEL, THRESHOLD, BODY, OUTPUT = "INPUT", "EXTENT", "MODEL", "THRESHOLD", "BODY", "OUTPUT"
+class ClassifyExtentAlgorithm(ClassificationAlgorithm):
     LABEL, CONFIDENCE, EXECUTION_PROVIDER = "LABEL", "CONFIDENCE", "EXECUTION_PROVIDER"
 
     def name(self) -> str:
@@ -25,12 +22,6 @@ class ClassifyExtentAlgorithm(QgsProcessingAlgorithm):
 
     def displayName(self) -> str:
         return "Classify raster extent"
-
-    def group(self) -> str:
-        return "Classification"
-
-    def groupId(self) -> str:
-        return "classification"
 
     def shortHelpString(self) -> str:
         return ("Classifies the terrain of one extent of a Mars, Moon or Vesta raster (the whole layer when no "
@@ -43,28 +34,13 @@ class ClassifyExtentAlgorithm(QgsProcessingAlgorithm):
         return ClassifyExtentAlgorithm()
 
     def initAlgorithm(self, config=None) -> None:
-        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"))
-        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (whole layer when empty)",
-                                                       optional=True))
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model file (ONNX; default: installed model)",
-                                                     extension="onnx", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Abstention threshold (default: model's)",
-                                                       QgsProcessingParameterNumber.Double, optional=True,
-                                                       minValue=0.0, maxValue=1.0))
-        self.addParameter(QgsProcessingParameterEnum(self.BODY, "Body", options=list(BODY_CHOICES),
-                                                     defaultValue=0, optional=True))
+        self.add_raster_parameters()
+        self.add_model_parameters()
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Terrain classes",
                                                             QgsProcessing.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputString(self.LABEL, "Label ('' when the extent was not classified)"))
         self.addOutput(QgsProcessingOutputNumber(self.CONFIDENCE, "Confidence"))
         self.addOutput(QgsProcessingOutputString(self.EXECUTION_PROVIDER, "onnxruntime execution provider"))
-
-    def checkParameterValues(self, parameters, context):  # noqa: N802 -- QGIS's name
-        """Before QGIS's generic "could not load source layer": say what INPUT is when it is not a raster."""
-        problem = input_problem(self, parameters, self.INPUT, context)
-        if problem:
-            return False, problem
-        return super().checkParameterValues(parameters, context)
 
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 -- QGIS's name
         """Main thread: snapshot the layer (a provider clone) and its body; nothing slow happens here."""
@@ -72,7 +48,7 @@ class ClassifyExtentAlgorithm(QgsProcessingAlgorithm):
         if layer is None:
             raise QgsProcessingException("INPUT: no raster layer could be opened from "
                                          f"{parameters.get(self.INPUT)!r}; give a raster file or layer.")
-        body_choice = BODY_CHOICES[self.parameterAsEnum(parameters, self.BODY, context)]
+        body_choice = self.body_choice(parameters, context)
         try:
             self._source = raster_source(layer)
         except ExtentError as exc:

@@ -31,11 +31,9 @@ from typing import Iterable
 import numpy as np
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsCoordinateTransformContext,
                        QgsCsException, QgsFeature, QgsFeatureRequest, QgsFeatureSink, QgsField, QgsFields,
-                       QgsGeometry, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException,
-                       QgsProcessingOutputNumber, QgsProcessingOutputString, QgsProcessingParameterEnum,
-                       QgsProcessingParameterExtent, QgsProcessingParameterFeatureSink,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterFile,
-                       QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsRectangle, QgsWkbTypes)
+                       QgsGeometry, QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
+                       QgsProcessingOutputString, QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterNumber, QgsRectangle, QgsWkbTypes)
 from qgis.PyQt.QtCore import QVariant
 
 from ..core import grid as core_grid
@@ -45,11 +43,12 @@ from ..core.session import TerrainModel
 from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
 from ..qgis_io.classify import MIN_EXTENT_PIXELS, BodyError, check_body
-from ..qgis_io.layer_info import BODY_CHOICES, CrsInfo, crs_info
+from ..qgis_io.layer_info import CrsInfo, crs_info
 from ..qgis_io.raster_read import (ExtentError, RasterSource, bounded_block_cache, raster_source,
                                  read_extent, row_block_bytes)
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs, same_surface
-from .guards import FileOutput, input_problem, optional_threshold, run_model
+from .classification_base import ClassificationAlgorithm
+from .guards import FileOutput, optional_threshold, run_model
 
 #: Fields a grid run adds after ``fields.result_fields``: the cell's row (0 = top) and column in its row.
 ROW_FIELD, COL_FIELD = "row", "col"
@@ -79,14 +78,13 @@ def grid_result_fields(contract: ModelContract) -> QgsFields:
     return fields
 
 
-class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
-    INPUT, EXTENT, POLYGONS = "INPUT", "EXTENT", "POLYGONS"
+class ClassifyGridAlgorithm(ClassificationAlgorithm):
+    POLYGONS = "POLYGONS"
     CELL_SIZE, CELL_UNIT, OVERLAP = "CELL_SIZE", "CELL_UNIT", "OVERLAP"
     BATCH_SIZE, MAX_CELLS = "BATCH_SIZE", "MAX_CELLS"
     ON_CANCEL = "ON_CANCEL"
     #: What a cancelled run leaves: the cells classified so far (a valid layer), or nothing at all.
     ON_CANCEL_CHOICES = ("keep the cells classified so far", "write nothing")
-    MODEL, THRESHOLD, BODY, OUTPUT = "MODEL", "THRESHOLD", "BODY", "OUTPUT"
     CELLS_TOTAL, CELLS_CLASSIFIED = "CELLS_TOTAL", "CELLS_CLASSIFIED"
     CELLS_OUTSIDE, CELLS_NODATA = "CELLS_OUTSIDE", "CELLS_NODATA"
     CLASS_COUNTS, CLASS_AREAS_M2 = "CLASS_COUNTS", "CLASS_AREAS_M2"
@@ -97,12 +95,6 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
 
     def displayName(self) -> str:
         return "Classify raster in a grid"
-
-    def group(self) -> str:
-        return "Classification"
-
-    def groupId(self) -> str:
-        return "classification"
 
     def shortHelpString(self) -> str:
         return ("Cuts a Mars, Moon or Vesta raster (or an extent of it, or the parts under polygons) into square "
@@ -119,9 +111,7 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
         return ClassifyGridAlgorithm()
 
     def initAlgorithm(self, config=None) -> None:
-        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"))
-        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (whole layer when empty)",
-                                                       optional=True))
+        self.add_raster_parameters()
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.POLYGONS, "Only cells overlapping these polygons", [QgsProcessing.TypeVectorPolygon],
             optional=True))
@@ -141,13 +131,7 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
                                                        defaultValue=core_grid.LARGE_GRID_CELLS, minValue=1))
         self.addParameter(QgsProcessingParameterEnum(self.ON_CANCEL, "When cancelled",
                                                      options=list(self.ON_CANCEL_CHOICES), defaultValue=0))
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model file (ONNX; default: installed model)",
-                                                     extension="onnx", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Abstention threshold (default: model's)",
-                                                       QgsProcessingParameterNumber.Double, optional=True,
-                                                       minValue=0.0, maxValue=1.0))
-        self.addParameter(QgsProcessingParameterEnum(self.BODY, "Body", options=list(BODY_CHOICES),
-                                                     defaultValue=0, optional=True))
+        self.add_model_parameters()
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Terrain classes (grid)",
                                                             QgsProcessing.TypeVectorPolygon))
         for key, title in ((self.CELLS_TOTAL, "Cells in the grid"), (self.CELLS_CLASSIFIED, "Cells classified"),
@@ -158,13 +142,6 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.CELL_UNIT_USED, "Unit of the cell size used"))
         self.addOutput(QgsProcessingOutputString(self.CLASS_COUNTS, "Cells per label (JSON)"))
         self.addOutput(QgsProcessingOutputString(self.CLASS_AREAS_M2, "Area per label in m² (JSON)"))
-
-    def checkParameterValues(self, parameters, context):  # noqa: N802 -- QGIS's name
-        """Before QGIS's generic "could not load source layer": say what INPUT is when it is not a raster."""
-        problem = input_problem(self, parameters, self.INPUT, context)
-        if problem:
-            return False, problem
-        return super().checkParameterValues(parameters, context)
 
     # -- parameters -> plain values --------------------------------------------------------------------------
     def _area(self, parameters, context, layer, polygons: list[QgsGeometry] | None) -> QgsRectangle:
@@ -238,7 +215,7 @@ class ClassifyGridAlgorithm(QgsProcessingAlgorithm):
         output = FileOutput(parameters, self.OUTPUT, context)  # refuses an existing file before any work
         model = run_model(self, parameters, self.MODEL, context, feedback)
         contract = model.contract
-        info = crs_info(layer.crs(), BODY_CHOICES[self.parameterAsEnum(parameters, self.BODY, context)])
+        info = crs_info(layer.crs(), self.body_choice(parameters, context))
         try:
             body = check_body(info, contract)
             source = raster_source(layer)

@@ -1,0 +1,52 @@
+"""What ``classify_extent`` and ``classify_grid`` share: their group, the raster and extent they read, the
+model, threshold and body parameters, and the check that names a wrong INPUT.
+
+One place, so both algorithms keep the same parameter names, titles and bounds (the dock and ``qgis_process``
+users pass the same keys to either).
+"""
+from __future__ import annotations
+
+from qgis.core import (QgsProcessingAlgorithm, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
+                       QgsProcessingParameterFile, QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
+
+from ..qgis_io.layer_info import BODY_CHOICES
+from .guards import input_problem
+
+
+class ClassificationAlgorithm(QgsProcessingAlgorithm):
+    """Base of the Planet Terrain classification algorithms (not registered itself)."""
+
+    INPUT, EXTENT, MODEL, THRESHOLD, BODY, OUTPUT = "INPUT", "EXTENT", "MODEL", "THRESHOLD", "BODY", "OUTPUT"
+
+    def group(self) -> str:
+        return "Classification"
+
+    def groupId(self) -> str:  # noqa: N802 -- QGIS's name
+        return "classification"
+
+    def add_raster_parameters(self) -> None:
+        """INPUT (the raster) and EXTENT (optional: the whole layer when empty)."""
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"))
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (whole layer when empty)",
+                                                       optional=True))
+
+    def add_model_parameters(self) -> None:
+        """MODEL (default: the installed model), THRESHOLD (default: the model's) and BODY (default: from CRS)."""
+        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model file (ONNX; default: installed model)",
+                                                     extension="onnx", optional=True))
+        self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Abstention threshold (default: model's)",
+                                                       QgsProcessingParameterNumber.Double, optional=True,
+                                                       minValue=0.0, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterEnum(self.BODY, "Body", options=list(BODY_CHOICES),
+                                                     defaultValue=0, optional=True))
+
+    def body_choice(self, parameters, context) -> str:
+        """The BODY parameter as its choice text ("auto" lets the CRS decide)."""
+        return BODY_CHOICES[self.parameterAsEnum(parameters, self.BODY, context)]
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 -- QGIS's name
+        """Before QGIS's generic "could not load source layer": say what INPUT is when it is not a raster."""
+        problem = input_problem(self, parameters, self.INPUT, context)
+        if problem:
+            return False, problem
+        return super().checkParameterValues(parameters, context)
