@@ -14,7 +14,10 @@ import contextlib
 import gc
 import inspect
 import os
+import subprocess
+import sys
 import tempfile
+import textwrap
 import types
 import time
 from pathlib import Path
@@ -28,6 +31,7 @@ os.environ.pop("PLANET_TERRAIN_MODEL", None)  # tests choose their model explici
 import pytest  # noqa: E402
 
 from paths import RASTERS as _SHARED_RASTERS  # noqa: E402
+from paths import REPO  # noqa: E402
 
 #: The shared rasters (PLANET_TERRAIN_RASTERS overrides, e.g. for a copy elsewhere).
 RASTERS = Path(os.environ.get("PLANET_TERRAIN_RASTERS") or _SHARED_RASTERS)
@@ -150,6 +154,31 @@ def _release_frames_leaked_by_processing_errors():
                 frame = frame.f_back
             tb = tb.tb_next
     gc.collect()
+
+
+def run_in_fresh_qgis(body: str, profile: Path, before: str = "", timeout: int = 180) -> subprocess.CompletedProcess:
+    """Run ``body`` in a new interpreter with its own QgsApplication, Processing and this plugin's provider
+    (profile sandboxed in ``profile``), for what must not touch the test process (resource limits, modules made
+    unimportable). ``before`` runs first; ``body`` sees ``app``, ``plugin``, ``processing``, ``QgsApplication``
+    and ``QgsProcessingException``; ``app.exitQgis()`` runs after it."""
+    start = textwrap.dedent(f"""
+        import os, sys
+        os.environ.update(QT_QPA_PLATFORM='offscreen', GDAL_PAM_ENABLED='NO',
+                          QGIS_CUSTOM_CONFIG_PATH={str(profile)!r})
+        sys.path[:0] = [{str(REPO)!r}, '/usr/share/qgis/python/plugins']
+        from qgis.core import QgsApplication, QgsProcessingException
+        app = QgsApplication([], False)
+        app.initQgis()
+        from processing.core.Processing import Processing
+        Processing.initialize()
+        from planet_terrain_plugin import classFactory
+        plugin = classFactory(None)
+        plugin.initProcessing()
+        import processing
+    """)
+    code = textwrap.dedent(before) + start + textwrap.dedent(body) + "app.exitQgis()\n"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, PYTHONPATH=""))
 
 
 @contextlib.contextmanager

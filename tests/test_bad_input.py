@@ -14,10 +14,7 @@ import math
 import os
 import shutil
 import stat
-import subprocess
-import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -27,7 +24,7 @@ from osgeo import gdal
 from qgis.core import (Qgis, QgsApplication, QgsProcessingException, QgsProcessingFeedback, QgsProject,
                        QgsRasterLayer, QgsRectangle, QgsVectorLayer)
 
-from conftest import APOLLO, VESTA_DAWN, as_unprivileged_user, raster_path, wait_until
+from conftest import APOLLO, VESTA_DAWN, as_unprivileged_user, raster_path, run_in_fresh_qgis, wait_until
 from model_factory import broken_metadata, tiny_contract, write_model, write_valid_model
 from paths import REPO
 from planet_terrain_plugin.core import grid as core_grid
@@ -517,21 +514,11 @@ def test_full_disk_leaves_no_partial_file(tiny_model, tmp_path):
     writes fail as on a full disk. Both the classification output and an export report it and leave nothing."""
     out_dir = tmp_path / "full"
     out_dir.mkdir()
-    code = textwrap.dedent(f"""
-        import os, resource, signal, sys
+    before = """
+        import resource, signal
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
-        os.environ.update(QT_QPA_PLATFORM='offscreen', GDAL_PAM_ENABLED='NO',
-                          QGIS_CUSTOM_CONFIG_PATH={str(tmp_path / 'profile')!r})
-        sys.path[:0] = [{str(REPO)!r}, '/usr/share/qgis/python/plugins']
-        from qgis.core import QgsApplication, QgsProcessingException
-        app = QgsApplication([], False)
-        app.initQgis()
-        from processing.core.Processing import Processing
-        Processing.initialize()
-        from planet_terrain_plugin import classFactory
-        plugin = classFactory(None)
-        plugin.initProcessing()
-        import processing
+    """
+    body = f"""
         params = {{'INPUT': {str(raster_path(APOLLO))!r}, 'MODEL': {str(tiny_model)!r}}}
         layer = processing.run('planet_terrain:classify_extent', dict(params, OUTPUT='memory:'))['OUTPUT']
         resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))  # 20 kB: the disk is "full"
@@ -549,10 +536,8 @@ def test_full_disk_leaves_no_partial_file(tiny_model, tmp_path):
         print('FILES', sorted(os.listdir({str(out_dir)!r})))
         print('ALIVE', QgsApplication.instance() is not None)
         del layer
-        app.exitQgis()
-    """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
-                          env=dict(os.environ, PYTHONPATH=""))
+    """
+    proc = run_in_fresh_qgis(body, tmp_path / "profile", before)
     lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in proc.stdout.splitlines() if " " in line}
     assert "NO ERROR" not in proc.stdout, proc.stdout + proc.stderr[-2000:]
     assert lines.get("CLASSIFY", "").startswith("Writing the result failed"), proc.stdout + proc.stderr[-2000:]

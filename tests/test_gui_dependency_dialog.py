@@ -6,10 +6,7 @@ it. The install itself runs real pip on a tiny local wheel (no download), into a
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import textwrap
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -18,8 +15,7 @@ import pytest
 from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtWidgets import QApplication
 
-from conftest import APOLLO, raster_path, wait_until
-from paths import REPO
+from conftest import APOLLO, raster_path, run_in_fresh_qgis, wait_until
 from planet_terrain_plugin import classFactory
 from planet_terrain_plugin.core.dependencies import missing_modules, plan_install
 from planet_terrain_plugin.gui import dependency_dialog
@@ -182,37 +178,24 @@ def test_packages_installed_earlier_are_on_sys_path_at_load(tmp_path):
 def test_a_fresh_qgis_without_onnxruntime_loads_the_plugin_and_explains(tmp_path):
     """A new interpreter and QgsApplication where onnxruntime was never importable: classFactory, Processing
     registration and a classification attempt, which fails with the install instructions, not a traceback."""
-    code = textwrap.dedent(f"""
-        import os, sys
+    before = """
+        import sys
         class Hide:
             def find_spec(self, name, path=None, target=None):
                 if name.split('.')[0] == 'onnxruntime':
                     raise ModuleNotFoundError(name)
         sys.meta_path.insert(0, Hide())
-        os.environ.update(QT_QPA_PLATFORM='offscreen', GDAL_PAM_ENABLED='NO',
-                          QGIS_CUSTOM_CONFIG_PATH={str(tmp_path)!r})
-        sys.path[:0] = [{str(REPO)!r}, '/usr/share/qgis/python/plugins']
-        from qgis.core import QgsApplication
-        app = QgsApplication([], False)
-        app.initQgis()
-        from processing.core.Processing import Processing
-        Processing.initialize()
-        from planet_terrain_plugin import classFactory
-        plugin = classFactory(None)
-        plugin.initProcessing()
-        import processing
-        from qgis.core import QgsProcessingException
+    """
+    body = f"""
         try:
             processing.run('planet_terrain:classify_extent', {{'INPUT': {str(raster_path(APOLLO))!r},
                            'MODEL': {str(tmp_path / 'some.onnx')!r}, 'OUTPUT': 'memory:'}})
         except QgsProcessingException as exc:
             print('MESSAGE', exc)
         print('ALIVE', QgsApplication.instance() is not None)
-        app.exitQgis()
-    """)
+    """
     (tmp_path / "some.onnx").write_bytes(b"\x08\x07")  # exists and is not empty: onnxruntime would be needed
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
-                          env=dict(os.environ, PYTHONPATH=""))
+    proc = run_in_fresh_qgis(body, tmp_path, before)
     out = proc.stdout + proc.stderr
     assert "ALIVE True" in proc.stdout, out[-3000:]
     assert "MESSAGE MODEL: onnxruntime is not installed in QGIS's Python" in proc.stdout, out[-3000:]
