@@ -37,5 +37,5 @@ def logits_for(model: torch.nn.Module, records: Sequence[Record], cache: GrayCac
             y = model(torch.from_numpy(v).to(device)).float().cpu().numpy().astype(np.float64)
             acc = y if acc is None else acc + y
         out.append(acc / len(views))
-    n = model.fc.out_features if hasattr(model, "fc") else 0
+    n = getattr(getattr(model, "fc", None), "out_features", 0)  # an identity head (feature extractor) has none
     return np.concatenate(out) if out else np.zeros((0, n))

@@ -38,6 +38,7 @@ from planet_terrain_plugin.core.preprocess import stretched_gray
 from . import checkpoint
 from .augment import augment
 from .config import TrainConfig, config_from_args, run_parser
+from .inference import logits_for
 from .metrics import auroc, macro_f1
 from .model import build_model, load_init
 from .rundata import RunData, load_run_data
@@ -149,16 +150,9 @@ def ema_update(target: torch.nn.Module, online: torch.nn.Module, momentum: float
 
 
 # -- the measurement that picks the method ---------------------------------------------------------------------
-@torch.no_grad()
-def features(backbone: torch.nn.Module, records, data: RunData, batch: int = 64) -> np.ndarray:
-    """L2-normalised pooled backbone features of the deterministic (plugin) inputs."""
-    backbone.eval()
-    device = next(backbone.parameters()).device
-    out = []
-    for i in range(0, len(records), batch):
-        x = np.stack([data.cache.eval_tensor(r) for r in records[i:i + batch]])
-        out.append(F.normalize(backbone(torch.from_numpy(x).to(device)).float(), dim=1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 1))
+def features(backbone: torch.nn.Module, records, data: RunData) -> np.ndarray:
+    """L2-normalised pooled backbone features (its ``fc`` is an identity) of the deterministic (plugin) inputs."""
+    return F.normalize(torch.from_numpy(logits_for(backbone, records, data.cache)), dim=1).numpy()
 
 
 def knn_probe(backbone: torch.nn.Module, data: RunData, k: int = 20, tau: float = 0.07) -> dict:
