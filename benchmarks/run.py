@@ -37,18 +37,19 @@ def interleaved(rounds: int) -> tuple[list[dict], list[dict]]:
         ceil_rounds.append(ceiling.measure(repeats=1))
         pipe_rounds.append(pipeline.measure(repeats=1))
 
-    def merge(all_rounds: list[list[dict]], key: str) -> list[dict]:
+    def merge(all_rounds: list[list[dict]], *keys: str) -> list[dict]:
         merged = []
         for rows in zip(*all_rounds):
             row = dict(rows[0])
-            row["repeats"] = [r[key] for r in rows]
-            row[key] = statistics.median(row["repeats"])
+            row["repeats"] = [r[keys[0]] for r in rows]
+            for key in keys:
+                row[key] = statistics.median(r[key] for r in rows)
             merged.append(row)
         return merged
 
-    ceil, pipe = merge(ceil_rounds, "images_per_s"), merge(pipe_rounds, "cells_per_s")
-    print_table("Bare onnxruntime (preprocessed batches): the ceiling", ["precision", "batch", "images/s"],
-                [[r["precision"], r["batch"], r["images_per_s"]] for r in ceil])
+    ceil = merge(ceil_rounds, "images_per_s", "serial_images_per_s", "concurrent_images_per_s")
+    pipe = merge(pipe_rounds, "cells_per_s")
+    ceiling.print_rows(ceil)
     print_table("Plugin grid pipeline (read -> preprocess -> infer -> write GeoPackage)",
                 ["precision", "batch", "cells/s", "classified cells"],
                 [[r["precision"], r["batch"], r["cells_per_s"], r["cells"]] for r in pipe])
@@ -113,12 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default=",".join(map(str, scaling.SIZES)), help="cell counts for the scaling run")
     p.add_argument("--skip-scaling", action="store_true")
+    p.add_argument("--skip-baselines", action="store_true", help="no PyTorch / web-service baselines")
     p.add_argument("--rounds", type=int, default=3, help="ceiling/pipeline rounds, interleaved; medians reported")
     args = p.parse_args(argv)
     BUILD.mkdir(parents=True, exist_ok=True)
     print(f"Machine: {machine()}")
     ceil, pipe = interleaved(args.rounds)
-    base = baselines.main()
+    base = [] if args.skip_baselines else baselines.main()
     scale = [] if args.skip_scaling else scaling.main(["--sizes", args.sizes])
     # The same ends with GDAL's block cache capped: attributes any growth to the cache or to the pipeline.
     ends = args.sizes.split(",")

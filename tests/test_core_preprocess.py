@@ -8,10 +8,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from model_factory import tiny_contract
-from paths import HIRISE_V3
+from paths import HIRISE_V3, RASTERS
+from planet_terrain_plugin.core import nodata
 from planet_terrain_plugin.core.images import read_image
 from planet_terrain_plugin.core.preprocess import (
-    MostlyNodataError, percentiles_of, preprocess, resize, stretch_to_uint8, stretched_gray, to_luminance)
+    MostlyNodataError, percentiles_of, preprocess, preprocess_many, resize, stretch_to_uint8, stretched_gray,
+    to_luminance)
 
 
 def test_resize_upsample_golden():
@@ -115,3 +117,70 @@ def test_any_input_gives_a_finite_tensor_or_a_clear_error(arr, nodata_share):
        q=st.tuples(st.floats(0, 50), st.floats(50, 100)))
 def test_fast_percentiles_equal_numpy(values, q):
     np.testing.assert_allclose(percentiles_of(values, q), np.percentile(values, q), rtol=0, atol=0)
+
+
+def _one_by_one(blocks, contract, masks):
+    """The per-image path preprocess_many must reproduce: (tensor or None, valid fraction) per block."""
+    out = []
+    for block, mask in zip(blocks, masks):
+        try:
+            prepared = preprocess(block, contract, mask)
+            out.append((prepared.tensor, prepared.valid_fraction))
+        except MostlyNodataError as exc:
+            out.append((None, exc.valid_fraction))
+    return out
+
+
+def _assert_same_as_one_by_one(blocks, contract, masks):
+    tensors, fractions = preprocess_many(blocks, contract, masks)
+    for (want, want_fraction), got, fraction in zip(_one_by_one(blocks, contract, masks), tensors, fractions):
+        assert fraction == want_fraction
+        assert (got is None) == (want is None)
+        if want is not None:
+            # The same 8-bit image in both paths; only the batched resize may round its last bit differently.
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    return tensors
+
+
+@settings(max_examples=80, deadline=None)
+@given(dtype=st.sampled_from([np.uint8, np.uint16, np.int16, np.float32, np.float64]),
+       bands=st.sampled_from([1, 2, 3, 4]), side=st.integers(2, 30), count=st.integers(1, 6),
+       nodata_share=st.sampled_from([0.0, 0.0, 0.3, 0.7]), flat=st.booleans(), seed=st.integers(0, 2**16))
+def test_vectorised_batch_equals_one_image_at_a_time(dtype, bands, side, count, nodata_share, flat, seed):
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    lo, hi = (info.min, info.max) if info else (-1e4, 1e4)
+    blocks, masks = [], []
+    for k in range(count):
+        block = rng.uniform(lo, hi, (bands, side, side)).astype(dtype)
+        if flat and k == 0:
+            block[:] = block.flat[0]
+        if info is None and k == 1:
+            block[0, 0, 0] = np.nan  # non-finite pixels make a block partly valid
+        blocks.append(block)
+        masks.append(rng.random((side, side)) < nodata_share if k % 2 else None)
+    blocks.append(rng.integers(0, 255, (1, side + 1, side), dtype=np.uint8))  # another shape in the same call
+    masks.append(None)
+    _assert_same_as_one_by_one(blocks, tiny_contract(), masks)
+
+
+def test_vectorised_batch_on_real_cells_with_a_nodata_collar():
+    from osgeo import gdal
+
+    data = gdal.Open(str(RASTERS / "AS15-M-0295_SML_geo.tif")).ReadAsArray()  # rotated frame in a zero collar
+    cell = 24
+    blocks, masks = [], []
+    for y in range(0, 240, cell):
+        for x in range(0, data.shape[1] - cell, cell * 3):
+            block = data[y:y + cell, x:x + cell]
+            blocks.append(block[None])
+            masks.append(nodata.band_nodata(block, None, []))
+    tensors = _assert_same_as_one_by_one(blocks, tiny_contract(input_size=96), masks)
+    kinds = {t is None for t in tensors}
+    assert kinds == {True, False}, "the sample must hold both collar cells and image cells"
+    assert any(0 < m.mean() < 0.5 for m in masks), "and cells partly in the collar"
+
+
+def test_vectorised_batch_names_a_malformed_block():
+    with pytest.raises(ValueError, match="empty"):
+        preprocess_many([np.zeros((1, 0, 5), np.uint8)], tiny_contract())

@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from collections import deque
+from concurrent.futures import Executor
+from itertools import islice
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from .calibrate import Decision, decide
 from .contract import ModelContract
-from .preprocess import MostlyNodataError, preprocess
+from .preprocess import mostly_nodata_message, preprocess_many
 from .session import TerrainModel
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -36,27 +42,26 @@ class PreparedBatch:
 
 def prepare_blocks(contract: ModelContract, blocks: Sequence[np.ndarray],
                    nodata_masks: Sequence[np.ndarray | None] | None = None) -> PreparedBatch:
-    """Preprocess raw raster blocks; mostly-nodata blocks are skipped with their reason."""
-    masks = list(nodata_masks) if nodata_masks is not None else [None] * len(blocks)
-    tensors, usable, results = [], [], []
-    for i, (block, mask) in enumerate(zip(blocks, masks)):
-        try:
-            prepared = preprocess(block, contract, mask)
-        except MostlyNodataError as exc:
-            results.append(ImageResult(None, exc.valid_fraction, str(exc)))
-            continue
-        tensors.append(prepared.tensor)
-        usable.append(i)
-        results.append(ImageResult(None, prepared.valid_fraction))
-    return PreparedBatch(np.stack(tensors) if tensors else None, tuple(usable), tuple(results))
+    """Preprocess raw raster blocks (vectorised over blocks of one shape); mostly-nodata blocks are skipped with
+    their reason."""
+    tensors, fractions = preprocess_many(list(blocks), contract, nodata_masks)
+    usable = tuple(i for i, t in enumerate(tensors) if t is not None)
+    results = tuple(ImageResult(None, f) if t is not None else ImageResult(None, f, mostly_nodata_message(f, contract))
+                    for t, f in zip(tensors, fractions))
+    return PreparedBatch(np.stack([tensors[i] for i in usable]) if usable else None, usable, results)
 
 
 def decide_prepared(model: TerrainModel, batch: PreparedBatch, body: str | None = None,
-                    threshold: float | None = None) -> list[ImageResult]:
-    """Run the model on a prepared batch and turn its logits into decisions."""
+                    threshold: float | None = None, max_batch: int | None = None) -> list[ImageResult]:
+    """Run the model on a prepared batch and turn its logits into decisions.
+
+    ``max_batch``: the most images per onnxruntime call (a grid reads and writes in larger chunks than it infers).
+    """
     results = list(batch.results)
     if batch.tensors is not None:
-        decisions = decide(model.logits(batch.tensors), model.contract, body, threshold)
+        step = max_batch or len(batch.tensors)
+        logits = [model.logits(batch.tensors[i:i + step]) for i in range(0, len(batch.tensors), step)]
+        decisions = decide(np.concatenate(logits), model.contract, body, threshold)
         for i, d in zip(batch.usable, decisions):
             results[i] = ImageResult(d, results[i].valid_fraction)
     return results
@@ -81,3 +86,24 @@ def batched(items: Iterable, size: int) -> Iterable[list]:
             batch = []
     if batch:
         yield batch
+
+
+def run_ahead(items: Iterable[T], fn: Callable[[T], R], executor: Executor, depth: int = 1) -> Iterator[R]:
+    """``fn(item)`` for each item, in order, up to ``depth`` computed on ``executor`` while the caller uses one.
+
+    The stage of a streaming pipeline: chained (``run_ahead(run_ahead(batches, read, reader), infer, runners, 2)``),
+    each stage works ahead of the next, so reading, inference and writing overlap while at most ``depth`` items
+    per stage are in flight (give the executor ``depth`` workers for them to run side by side). Items are pulled
+    from ``items`` on the caller's thread. An exception of ``fn`` is raised here, at the item it belongs to.
+    Closing the generator early (the caller stops, e.g. on cancel) submits nothing more; the executor's
+    shutdown waits for the calls in flight.
+    """
+    if depth < 1:
+        raise ValueError("depth must be at least 1")
+    it = iter(items)
+    pending: deque = deque(executor.submit(fn, item) for item in islice(it, depth))
+    while pending:
+        result = pending.popleft().result()
+        for item in islice(it, 1):
+            pending.append(executor.submit(fn, item))
+        yield result

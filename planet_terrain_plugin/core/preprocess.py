@@ -181,6 +181,12 @@ def finish(gray8: np.ndarray, contract: ModelContract) -> np.ndarray:
     return normalise(resize(gray8, contract.input_size) / 255.0, contract)
 
 
+def mostly_nodata_message(fraction: float, contract: ModelContract) -> str:
+    """Why an image with only ``fraction`` valid pixels is not classified, and what to do."""
+    return (f"only {fraction:.0%} of the pixels are valid data (at least {contract.min_valid_fraction:.0%} "
+            "needed); choose an area inside the image, away from its nodata border")
+
+
 def preprocess(block: np.ndarray, contract: ModelContract, nodata_mask: np.ndarray | None = None,
                require_valid: bool = True) -> PreparedImage:
     """The whole path for one image. Raises :class:`MostlyNodataError` below the contract's valid share."""
@@ -188,11 +194,127 @@ def preprocess(block: np.ndarray, contract: ModelContract, nodata_mask: np.ndarr
     valid = valid_mask(lum, nodata_mask)
     fraction = float(valid.mean())
     if require_valid and fraction < contract.min_valid_fraction:  # before any work: grids skip many such cells
-        raise MostlyNodataError(
-            f"only {fraction:.0%} of the pixels are valid data (at least {contract.min_valid_fraction:.0%} "
-            "needed); choose an area inside the image, away from its nodata border", fraction)
+        raise MostlyNodataError(mostly_nodata_message(fraction, contract), fraction)
     gray8 = stretch_to_uint8(lum, valid, contract.stretch_percentiles)
     return PreparedImage(finish(gray8, contract), fraction)
+
+
+def _stack_luminance(stack: np.ndarray) -> np.ndarray:
+    """:func:`to_luminance` of N same-shaped (bands, H, W) blocks at once: float64 (N, H, W), NaN where not finite."""
+    if stack.shape[1] >= 3:
+        rgb = stack[:, :3].astype(np.float64)
+        rgb[~np.isfinite(rgb)] = np.nan
+        lum = LUMA_WEIGHTS[0] * rgb[:, 0] + LUMA_WEIGHTS[1] * rgb[:, 1] + LUMA_WEIGHTS[2] * rgb[:, 2]
+    else:
+        lum = stack[:, 0].astype(np.float64)
+    lum[~np.isfinite(lum)] = np.nan
+    return lum
+
+
+def _order_statistics(rows: np.ndarray, ranks: list[int]) -> list[np.ndarray]:
+    """The values at sorted positions ``ranks`` of every row of a float64 (N, n) array.
+
+    Integer-valued rows of a modest range (8/16-bit rasters) are counted in one histogram of the whole stack,
+    several times faster than a partition; anything else is partitioned. Both are exact.
+    """
+    low = rows.min(axis=1, keepdims=True)
+    offsets = rows - low
+    span = float(offsets.max()) + 1 if offsets.size else 1.0
+    if span * len(rows) <= 2**22 and np.array_equal(offsets, np.floor(offsets)):
+        bins = int(span)
+        index = offsets.astype(np.int64) + (np.arange(len(rows)) * bins)[:, None]
+        cdf = np.cumsum(np.bincount(index.ravel(), minlength=len(rows) * bins).reshape(len(rows), bins), axis=1)
+        return [low[:, 0] + (cdf <= k).sum(axis=1) for k in ranks]  # first value whose count passes rank k
+    parted = np.partition(rows, sorted(set(ranks)), axis=1)
+    return [parted[:, k] for k in ranks]
+
+
+def _stretch_full_rows(lum: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
+    """:func:`stretch_to_uint8` of N (H, W) images whose pixels are all valid, at once, bit-identically.
+
+    All rows have the same number of values, so each percentile sits at the same sorted positions in every row;
+    numpy's own linear interpolation between them follows (as in :func:`percentiles_of`).
+    """
+    n = lum.shape[1] * lum.shape[2]
+    places = []
+    for pct in percentiles:
+        pos = pct / 100.0 * (n - 1)
+        places.append((int(np.floor(pos)), pos - np.floor(pos)))
+    ranks = [r for below, _ in places for r in (below, min(below + 1, n - 1))]
+    stats = _order_statistics(lum.reshape(len(lum), n), ranks)
+    bounds = []
+    for k, (_, frac) in enumerate(places):
+        va, vb = stats[2 * k], stats[2 * k + 1]
+        bounds.append(vb - (vb - va) * (1 - frac) if frac >= 0.5 else va + (vb - va) * frac)
+    lo, hi = (b[:, None, None] for b in bounds)
+    with np.errstate(all="ignore"):  # flat or overflowing rows are replaced below, as stretch_to_uint8 does
+        span = hi / 2 - lo / 2
+        out = np.clip((lum / 2 - lo / 2) * (255.0 / span), 0.0, 255.0)
+        flat = ~(np.isfinite(lo) & np.isfinite(hi) & (span > 1e-300))
+    out[np.broadcast_to(flat, out.shape)] = 128.0
+    return np.rint(out).astype(np.uint8)
+
+
+def _finish_stack(gray8: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """:func:`finish` of N same-shaped 8-bit images at once: float32 (N, 3, S, S).
+
+    Channels with the same mean and std (a grey model's usual case) are computed once and copied.
+    """
+    size = contract.input_size
+    rows = _resample_matrix(gray8.shape[1], size)
+    cols = _resample_matrix(gray8.shape[2], size)
+    gray01 = rows @ gray8.astype(np.float64) @ cols.T / 255.0
+    out = np.empty((len(gray8), 3, size, size), np.float32)
+    done: dict[tuple[float, float], int] = {}
+    for channel, key in enumerate(zip(contract.mean, contract.std)):
+        if key in done:
+            out[:, channel] = out[:, done[key]]
+        else:
+            out[:, channel] = (gray01 - np.float64(key[0])) / np.float64(key[1])
+            done[key] = channel
+    return out
+
+
+def preprocess_many(blocks: list[np.ndarray], contract: ModelContract,
+                    nodata_masks: list[np.ndarray | None] | None = None) -> tuple[list[np.ndarray | None], list[float]]:
+    """:func:`preprocess` of many blocks, vectorised over blocks of one shape: a grid's cells, thousands a second.
+
+    Returns each block's float32 (3, S, S) tensor (None when below the contract's valid share) and its valid
+    fraction. Blocks with every pixel valid (the bulk of a grid) are stretched, resized and normalised together;
+    the others take :func:`preprocess`'s own path. The result equals :func:`preprocess`'s to float rounding of
+    the batched resize (a test holds them together).
+    """
+    masks = list(nodata_masks) if nodata_masks is not None else [None] * len(blocks)
+    tensors: list[np.ndarray | None] = [None] * len(blocks)
+    fractions = [0.0] * len(blocks)
+    groups: dict[tuple, list[int]] = {}
+    for i, block in enumerate(blocks):
+        arr = np.asarray(block)
+        groups.setdefault((arr.shape if arr.ndim == 3 else (1,) + arr.shape, arr.dtype.str), []).append(i)
+    for (shape, _), members in groups.items():
+        if len(shape) != 3 or 0 in shape:  # malformed: preprocess names the problem
+            for i in members:
+                preprocess(blocks[i], contract, masks[i])
+            continue
+        stack = np.stack([np.asarray(blocks[i]).reshape(shape) for i in members])
+        lum = _stack_luminance(stack)
+        valid = np.isfinite(lum)
+        for k, i in enumerate(members):
+            if masks[i] is not None:
+                if masks[i].shape != lum.shape[1:]:
+                    raise ValueError(f"nodata mask shape {masks[i].shape} differs from image shape {lum.shape[1:]}")
+                valid[k] &= ~masks[i].astype(bool)
+        share = valid.mean(axis=(1, 2))
+        full = valid.all(axis=(1, 2))
+        for k, i in enumerate(members):
+            fractions[i] = float(share[k])
+            if not full[k] and share[k] >= contract.min_valid_fraction:
+                tensors[i] = finish(stretch_to_uint8(lum[k], valid[k], contract.stretch_percentiles), contract)
+        if full.any():
+            ready = _finish_stack(_stretch_full_rows(lum[full], contract.stretch_percentiles), contract)
+            for k, tensor in zip(np.flatnonzero(full), ready):
+                tensors[members[k]] = tensor
+    return tensors, fractions
 
 
 def preprocess_batch(blocks: list[np.ndarray], contract: ModelContract,

@@ -1,9 +1,10 @@
 """Processing algorithm ``planet_terrain:classify_grid``: a raster area cut into cells, one labelled polygon each.
 
 The flow is the house's: cells (``core.grid``) -> pixels per cell (``qgis_io.raster_read``) -> batched
-classification (``core.pipeline.prepare_blocks`` on a reader thread, ``decide_prepared`` on this one) ->
-features streamed into the sink. Nothing is held for the whole grid: cells are generated lazily, read and
-classified ``BATCH_SIZE`` at a time, written, dropped; GDAL's block cache is bounded for the run to the source
+classification (``core.pipeline.prepare_blocks`` on a reader thread, ``decide_prepared`` on a model thread) ->
+features streamed into the sink on the algorithm's thread, the three overlapping (``core.pipeline.run_ahead``).
+Nothing is held for the whole grid: cells are generated lazily, read and classified ``BATCH_SIZE`` at a time,
+written, dropped; GDAL's block cache is bounded for the run to the source
 blocks of a row of cells (``raster_read.bounded_block_cache``), so memory does not grow with the area read.
 
 Choices worth knowing:
@@ -38,8 +39,8 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..core import grid as core_grid
 from ..core.contract import ModelContract
-from ..core.pipeline import PreparedBatch, batched, decide_prepared, prepare_blocks
-from ..core.session import TerrainModel
+from ..core.pipeline import ImageResult, PreparedBatch, batched, decide_prepared, prepare_blocks, run_ahead
+from ..core.session import TerrainModel, parallel_model
 from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
 from ..qgis_io.classify import MIN_EXTENT_PIXELS, BodyError, check_body
@@ -55,6 +56,10 @@ ROW_FIELD, COL_FIELD = "row", "col"
 GRID_FIELDS: tuple[tuple[str, QVariant.Type], ...] = ((ROW_FIELD, QVariant.Int), (COL_FIELD, QVariant.Int))
 CELL_UNITS = ("metres", "pixels")
 DEFAULT_BATCH = 16
+#: Fewest cells read, preprocessed and written together, whatever the model's batch size: the threads hand
+#: work over per chunk, and below ~32 cells that hand-over and the per-call overhead of a read or a write showed
+#: in a batch-1 run's speed.
+MIN_CHUNK_CELLS = 32
 
 
 def too_many_cells_message(total: int, max_cells: int) -> str:
@@ -255,21 +260,27 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         keep = polygon_predicate(polygons) if polygons is not None else None
         stats = _Stats()
         batch_size = self.parameterAsInt(parameters, self.BATCH_SIZE, context)
-        batches = batched(_counted(grid, keep, stats), batch_size)
-        # One reader thread reads and preprocesses batch k+1 while onnxruntime (which releases the GIL) runs
-        # batch k: at most two batches are in memory, whatever the number of cells. GDAL's block cache would
-        # otherwise keep every decoded block of the area (up to 5 % of RAM): it is held to the blocks of two
-        # rows of cells (the reader may be a row ahead) while the run reads, and given back its limit after.
+        runs_model, layout = parallel_model(model)
+        feedback.pushInfo(f"Inference: batches of {batch_size} cell(s), {layout.describe()}")
+        chunks = batched(_counted(grid, keep, stats), max(batch_size, MIN_CHUNK_CELLS))
+        # Three stages overlap: a reader thread reads and preprocesses the next chunk of cells, model threads run
+        # onnxruntime (which releases the GIL) on the chunks before it, in batches of BATCH_SIZE, and this thread
+        # writes the oldest; at most a few chunks are in memory, whatever the number of cells. GDAL's block cache
+        # would otherwise keep every decoded block of the area (up to 5 % of RAM): it is held to the blocks of
+        # two rows of cells (the reader may be a row ahead) while the run reads, and given back its limit after.
         row_bytes = row_block_bytes(source, area.width(), size.height)
         with bounded_block_cache(2 * row_bytes), \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="planet-terrain-reader") as reader:
-            pending = reader.submit(_prepare_batch, next(batches, None), source, contract)
-            while True:
-                prepared = pending.result()
-                if prepared is None or feedback.isCanceled():
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="planet-terrain-reader") as reader, \
+                ThreadPoolExecutor(max_workers=layout.workers, thread_name_prefix="planet-terrain-model") as runner:
+            # Two chunks queued per model thread: chunks at the raster's nodata collar hold few cells, and a thread
+            # that finishes early then starts the next chunk instead of waiting for this thread to collect.
+            prepared = run_ahead(chunks, lambda cells: _prepare_chunk(cells, source, contract), reader, depth=2)
+            decided = run_ahead(prepared, lambda chunk: _decide_chunk(chunk, runs_model, body, threshold, batch_size),
+                                runner, depth=2 * layout.workers)
+            for chunk, results in decided:
+                if feedback.isCanceled():
                     break
-                pending = reader.submit(_prepare_batch, next(batches, None), source, contract)
-                features = self._classify_batch(prepared, source, model, info, body, threshold, fields, stats)
+                features = self._chunk_features(chunk, results, source, model, info, fields, stats)
                 if features and not sink.addFeatures(features, QgsFeatureSink.FastInsert):
                     error = sink.lastError()
                     del sink
@@ -278,6 +289,7 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
                         f"writing to the output failed ({error or 'no reason given'}); the partial file was "
                         "removed. Check that the destination can be written and that the disk is not full.")
                 feedback.setProgress(100.0 * stats.visited / max(total, 1))
+            decided.close()  # on cancel: nothing more is submitted; the pools wait for the calls in flight
         if feedback.isCanceled():
             if self.parameterAsEnum(parameters, self.ON_CANCEL, context) == 1:
                 del sink  # close the file before removing it
@@ -294,15 +306,11 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
                 self.CLASS_COUNTS: json.dumps(dict(sorted(stats.counts.items()))),
                 self.CLASS_AREAS_M2: json.dumps({k: round(v, 3) for k, v in sorted(stats.areas.items())})}
 
-    def _classify_batch(self, prepared: "_PreparedCells", source: RasterSource, model: TerrainModel,
-                        info: CrsInfo, body: str | None, threshold: float | None, fields: QgsFields,
-                        stats: "_Stats") -> list[QgsFeature]:
+    def _chunk_features(self, prepared: "_PreparedCells", results: list[ImageResult], source: RasterSource,
+                        model: TerrainModel, info: CrsInfo, fields: QgsFields, stats: "_Stats") -> list[QgsFeature]:
         contract = model.contract
         stats.nodata += prepared.unreadable
         reads = prepared.reads
-        if not reads:
-            return []
-        results = decide_prepared(model, prepared.batch, body, threshold)
         features = []
         created = result_fields.utc_now()
         for (cell, (_, _, read_extent_, width, height)), result in zip(reads, results):
@@ -314,9 +322,8 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
             provenance = result_fields.Provenance(body=info.body_name, gsd_m=gsd, source_layer=source.layer_name,
                                                   model=contract.model_name, model_version=contract.model_version,
                                                   provider=model.provider, created_utc=created)
-            feature = result_fields.decision_feature(fields, covered, result.decision, contract, provenance)
-            feature.setAttribute(fields.indexOf(ROW_FIELD), cell.row)
-            feature.setAttribute(fields.indexOf(COL_FIELD), cell.col)
+            feature = result_fields.decision_feature(fields, covered, result.decision, contract, provenance,
+                                                     {ROW_FIELD: cell.row, COL_FIELD: cell.col})
             features.append(feature)
             stats.add(result.decision.label, _area_m2(covered, info))
         return features
@@ -339,18 +346,15 @@ def _area_m2(rect: QgsRectangle, info: CrsInfo) -> float:
 
 @dataclass(frozen=True)
 class _PreparedCells:
-    """A batch read and preprocessed by the reader thread, waiting for the model."""
+    """A chunk of cells read and preprocessed by the reader thread, waiting for the model."""
 
     reads: list  # (cell, read_cell result) of the cells that had enough valid pixels to read
     batch: PreparedBatch
     unreadable: int  # cells skipped as mostly nodata before preprocessing
 
 
-def _prepare_batch(cells: list[core_grid.Cell] | None, source: RasterSource,
-                   contract: ModelContract) -> _PreparedCells | None:
-    """Read and preprocess a batch of cells (runs on the reader thread; None marks the end of the grid)."""
-    if cells is None:
-        return None
+def _prepare_chunk(cells: list[core_grid.Cell], source: RasterSource, contract: ModelContract) -> _PreparedCells:
+    """Read and preprocess a chunk of cells (runs on the reader thread)."""
     reads, unreadable = [], 0
     for cell in cells:
         read = read_cell(source, cell, contract.input_size, contract.min_valid_fraction)
@@ -360,6 +364,14 @@ def _prepare_batch(cells: list[core_grid.Cell] | None, source: RasterSource,
             reads.append((cell, read))
     batch = prepare_blocks(contract, [r[1][0] for r in reads], [r[1][1] for r in reads])
     return _PreparedCells(reads, batch, unreadable)
+
+
+def _decide_chunk(prepared: _PreparedCells, model: TerrainModel, body: str | None, threshold: float | None,
+                  batch_size: int) -> tuple[_PreparedCells, list[ImageResult]]:
+    """Run the model on a prepared chunk, ``batch_size`` cells per call (on a model thread); the chunk travels on
+    with its decisions."""
+    results = decide_prepared(model, prepared.batch, body, threshold, batch_size) if prepared.reads else []
+    return prepared, results
 
 
 class _Stats:
