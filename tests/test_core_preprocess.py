@@ -132,7 +132,10 @@ def _one_by_one(blocks, contract, masks):
 
 
 def _assert_same_as_one_by_one(blocks, contract, masks):
-    tensors, fractions = preprocess_many(blocks, contract, masks)
+    stacked, usable, fractions = preprocess_many(blocks, contract, masks)
+    tensors = [None] * len(blocks)
+    for row, i in enumerate(usable):
+        tensors[i] = stacked[row]
     for (want, want_fraction), got, fraction in zip(_one_by_one(blocks, contract, masks), tensors, fractions):
         assert fraction == want_fraction
         assert (got is None) == (want is None)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,8 +13,11 @@ from model_factory import write_model, write_valid_model, tiny_contract
 from paths import HIRISE_V3, RASTERS
 from planet_terrain_plugin.core import session as session_mod
 from planet_terrain_plugin.core.contract import ContractError
-from planet_terrain_plugin.core.pipeline import batched, classify_blocks
-from planet_terrain_plugin.core.session import candidate_providers, load_model, resolve_preference
+from concurrent.futures import ThreadPoolExecutor
+
+from planet_terrain_plugin.core.pipeline import batched, classify_blocks, run_ahead
+from planet_terrain_plugin.core.session import (ParallelLayout, candidate_providers, load_model, parallel_layout,
+                                                parallel_model, physical_cores, resolve_preference)
 
 
 
@@ -88,6 +92,50 @@ def test_classify_blocks_on_a_real_raster_with_nodata(tiny):
     assert results[0].decision is not None and results[0].decision.body_renormalised
     assert results[0].decision.label in ("crater", "impact ejecta", "unknown")
     assert results[1].decision is None and "valid" in results[1].skipped_reason
+
+
+def test_parallel_layout_shares_the_cores_on_cpu_and_runs_one_big_batch_on_a_gpu():
+    assert parallel_layout("CPUExecutionProvider", 2) == ParallelLayout(2, 1)
+    assert parallel_layout("CPUExecutionProvider", 1) == ParallelLayout(1, 1)
+    assert parallel_layout("CPUExecutionProvider", 16) == ParallelLayout(4, 4)  # capped runs, more threads each
+    assert parallel_layout("CUDAExecutionProvider", 16) == ParallelLayout(1, 0)
+    assert 1 <= physical_cores() <= (len(os.sched_getaffinity(0)))
+
+
+def test_grid_session_runs_concurrently_and_agrees_with_the_click_session(tiny):
+    click = load_model(str(tiny))
+    grid, layout = parallel_model(click, cores=2)
+    assert grid is not click and grid.concurrent and not click.concurrent
+    assert parallel_model(click, cores=2)[0] is grid, "cached like any session"
+    x = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    with ThreadPoolExecutor(layout.workers) as pool:  # overlapping runs on the one session
+        outs = list(pool.map(lambda part: grid.logits(part), np.split(x, 4)))
+    np.testing.assert_allclose(np.concatenate(outs), click.logits(x), rtol=1e-5, atol=1e-5)
+
+
+def test_run_ahead_keeps_order_bounds_work_in_flight_and_raises_at_the_item():
+    started = []
+
+    def work(i):
+        started.append(i)
+        if i == 5:
+            raise ValueError("item 5 is bad")
+        return i * 10
+
+    with ThreadPoolExecutor(2) as pool:
+        stream = run_ahead(range(8), work, pool, depth=2)
+        assert next(stream) == 0
+        assert max(started) <= 2, "no more than depth items submitted beyond the one consumed"
+        assert [next(stream) for _ in range(4)] == [10, 20, 30, 40]
+        with pytest.raises(ValueError, match="item 5"):
+            next(stream)
+    with ThreadPoolExecutor(1) as pool:
+        stream = run_ahead(iter(range(100)), lambda i: i, pool)
+        assert next(stream) == 0
+        stream.close()  # the caller stops early (cancel): nothing more is submitted
+    assert list(run_ahead([], lambda i: i, ThreadPoolExecutor(1))) == []
+    with pytest.raises(ValueError, match="depth"):
+        next(run_ahead([1], lambda i: i, ThreadPoolExecutor(1), depth=0))
 
 
 def test_batched():

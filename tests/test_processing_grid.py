@@ -225,14 +225,18 @@ def test_max_cells_refuses_a_huge_grid(grid_processing, tiny_model):
         run(INPUT=str(raster_path(VESTA_DAWN)), MODEL=str(tiny_model), MAX_CELLS=10)
 
 
-def test_cancel_stops_between_batches(grid_processing, tiny_model):
+def test_cancel_stops_between_chunks(grid_processing, tiny_model):
+    """Cells are read and written in chunks of whole batches (32 cells at batch 4); a cancel after the first
+    chunk leaves just that one written."""
+    from planet_terrain_plugin.processing.classify_grid import MIN_CHUNK_CELLS
+
     feedback = QgsProcessingFeedback()
     feedback.progressChanged.connect(lambda p: feedback.cancel() if 0 < p < 100 else None)
     res = run(feedback=feedback, INPUT=str(raster_path(VESTA_DAWN)), MODEL=str(tiny_model), CELL_SIZE=16,
               CELL_UNIT=1, BATCH_SIZE=4)
     total = res["CELLS_TOTAL"]
     assert total == math.ceil(180 / 16) * math.ceil(338 / 16)
-    assert 0 < res["CELLS_CLASSIFIED"] + res["CELLS_NODATA"] <= 4 < total
+    assert 0 < res["CELLS_CLASSIFIED"] <= MIN_CHUNK_CELLS < total
     assert res["OUTPUT"].featureCount() == res["CELLS_CLASSIFIED"]
 
 
@@ -324,3 +328,32 @@ def test_a_cell_over_the_raster_edge_is_padded_as_nodata_not_stretched(raster_la
     # less than min_valid_fraction of the cell on the raster: not even read
     far = Cell(0, 0, e.xMinimum() + 45 * px, cell.ymin, e.xMinimum() + 65 * px, cell.ymax)
     assert read_cell(source, far, 32, 0.5) is None
+
+
+def test_chunks_hold_whole_batches_of_valid_cells_across_a_nodata_collar(qgis_app):
+    """The reader fills each chunk with cells that have data, so onnxruntime's batches stay full where half the
+    grid is the Apollo frame's collar; a chunk also ends after MAX visits, so a long stretch of collar still
+    reports progress."""
+    from qgis.core import QgsRasterLayer
+
+    from model_factory import tiny_contract
+    from planet_terrain_plugin.core import grid as core_grid
+    from planet_terrain_plugin.processing.classify_grid import _ChunkReader
+    from planet_terrain_plugin.qgis_io.raster_read import raster_source
+
+    layer = QgsRasterLayer(str(raster_path(APOLLO)), "apollo")
+    source = raster_source(layer)
+    px, py = source.pixel_size
+    e = source.extent
+    grid = core_grid.Grid(core_grid.Extent(e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()),
+                          core_grid.cell_size_from_pixels(48, px, py), 0.0, edge="extend")
+    reader = _ChunkReader(iter(grid), None, source, tiny_contract(), 16, 60)
+    chunks = []
+    while (chunk := reader()) is not None:
+        chunks.append(chunk)
+    assert sum(c.visited for c in chunks) == grid.count
+    assert all(len(c.reads) == 16 or c.visited == 60 for c in chunks[:-1])
+    assert any(c.visited == 60 and len(c.reads) < 16 for c in chunks), "the collar rows end chunks by visits"
+    assert all(c.batch.tensors is None or len(c.batch.tensors) == len(c.batch.usable) for c in chunks)
+    skipped = sum(c.skipped for c in chunks)
+    assert 0.2 * grid.count < skipped < 0.8 * grid.count, "about half the frame is collar"

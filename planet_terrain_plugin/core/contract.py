@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping
 
 #: Bump when a key is added, removed or changes meaning. Files with a newer schema are refused with a clear
@@ -50,7 +51,7 @@ class TerrainClass:
     name: str
     bodies: tuple[str, ...]
 
-    @property
+    @cached_property  # read for every feature a grid writes
     def field_name(self) -> str:
         """Attribute-safe name used for the ``p_<class>`` probability fields."""
         return "p_" + "_".join(self.name.lower().split())

@@ -44,11 +44,11 @@ def prepare_blocks(contract: ModelContract, blocks: Sequence[np.ndarray],
                    nodata_masks: Sequence[np.ndarray | None] | None = None) -> PreparedBatch:
     """Preprocess raw raster blocks (vectorised over blocks of one shape); mostly-nodata blocks are skipped with
     their reason."""
-    tensors, fractions = preprocess_many(list(blocks), contract, nodata_masks)
-    usable = tuple(i for i, t in enumerate(tensors) if t is not None)
-    results = tuple(ImageResult(None, f) if t is not None else ImageResult(None, f, mostly_nodata_message(f, contract))
-                    for t, f in zip(tensors, fractions))
-    return PreparedBatch(np.stack([tensors[i] for i in usable]) if usable else None, usable, results)
+    tensors, usable, fractions = preprocess_many(list(blocks), contract, nodata_masks)
+    ok = set(usable)
+    results = tuple(ImageResult(None, f) if i in ok else ImageResult(None, f, mostly_nodata_message(f, contract))
+                    for i, f in enumerate(fractions))
+    return PreparedBatch(tensors, tuple(usable), results)
 
 
 def decide_prepared(model: TerrainModel, batch: PreparedBatch, body: str | None = None,

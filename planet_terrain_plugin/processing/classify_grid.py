@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from itertools import repeat, takewhile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterator
 
 import numpy as np
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsCoordinateTransformContext,
@@ -39,7 +40,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..core import grid as core_grid
 from ..core.contract import ModelContract
-from ..core.pipeline import ImageResult, PreparedBatch, batched, decide_prepared, prepare_blocks, run_ahead
+from ..core.pipeline import ImageResult, PreparedBatch, decide_prepared, prepare_blocks, run_ahead
 from ..core.session import TerrainModel, parallel_model
 from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
@@ -60,6 +61,8 @@ DEFAULT_BATCH = 16
 #: work over per chunk, and below ~32 cells that hand-over and the per-call overhead of a read or a write showed
 #: in a batch-1 run's speed.
 MIN_CHUNK_CELLS = 32
+#: Most grid cells one chunk looks at (see ``_ChunkReader``): progress and cancel stay live over nodata.
+MAX_CHUNK_VISITS = 512
 
 
 def too_many_cells_message(total: int, max_cells: int) -> str:
@@ -262,19 +265,20 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         batch_size = self.parameterAsInt(parameters, self.BATCH_SIZE, context)
         runs_model, layout = parallel_model(model)
         feedback.pushInfo(f"Inference: batches of {batch_size} cell(s), {layout.describe()}")
-        chunks = batched(_counted(grid, keep, stats), max(batch_size, MIN_CHUNK_CELLS))
-        # Three stages overlap: a reader thread reads and preprocesses the next chunk of cells, model threads run
-        # onnxruntime (which releases the GIL) on the chunks before it, in batches of BATCH_SIZE, and this thread
-        # writes the oldest; at most a few chunks are in memory, whatever the number of cells. GDAL's block cache
-        # would otherwise keep every decoded block of the area (up to 5 % of RAM): it is held to the blocks of
-        # two rows of cells (the reader may be a row ahead) while the run reads, and given back its limit after.
+        chunk_cells = batch_size * math.ceil(MIN_CHUNK_CELLS / batch_size)  # whole batches of valid cells
+        read_chunk = _ChunkReader(iter(grid), keep, source, contract, chunk_cells, MAX_CHUNK_VISITS)
+        # Three stages overlap: a reader thread walks the grid and reads and preprocesses the next chunks of
+        # cells; model threads run onnxruntime (which releases the GIL) on the chunks before them, in batches of
+        # BATCH_SIZE, two chunks queued per thread so that one finishing first starts the next at once; this
+        # thread writes the oldest chunk and keeps the counts. A few chunks are in memory, whatever the number of
+        # cells. GDAL's block cache would otherwise keep every decoded block of the area (up to 5 % of RAM): it is
+        # held to the blocks of two rows of cells (the reader may be a row ahead) while the run reads, and given
+        # back its limit after.
         row_bytes = row_block_bytes(source, area.width(), size.height)
         with bounded_block_cache(2 * row_bytes), \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="planet-terrain-reader") as reader, \
                 ThreadPoolExecutor(max_workers=layout.workers, thread_name_prefix="planet-terrain-model") as runner:
-            # Two chunks queued per model thread: chunks at the raster's nodata collar hold few cells, and a thread
-            # that finishes early then starts the next chunk instead of waiting for this thread to collect.
-            prepared = run_ahead(chunks, lambda cells: _prepare_chunk(cells, source, contract), reader, depth=2)
+            prepared = takewhile(lambda chunk: chunk is not None, run_ahead(repeat(None), read_chunk, reader, 2))
             decided = run_ahead(prepared, lambda chunk: _decide_chunk(chunk, runs_model, body, threshold, batch_size),
                                 runner, depth=2 * layout.workers)
             for chunk, results in decided:
@@ -309,7 +313,9 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
     def _chunk_features(self, prepared: "_PreparedCells", results: list[ImageResult], source: RasterSource,
                         model: TerrainModel, info: CrsInfo, fields: QgsFields, stats: "_Stats") -> list[QgsFeature]:
         contract = model.contract
-        stats.nodata += prepared.unreadable
+        stats.visited += prepared.visited
+        stats.outside += prepared.outside
+        stats.nodata += prepared.skipped
         reads = prepared.reads
         features = []
         created = result_fields.utc_now()
@@ -350,20 +356,47 @@ class _PreparedCells:
 
     reads: list  # (cell, read_cell result) of the cells that had enough valid pixels to read
     batch: PreparedBatch
-    unreadable: int  # cells skipped as mostly nodata before preprocessing
+    visited: int  # grid cells the chunk went through
+    outside: int  # of which outside the polygons
+    skipped: int  # of which passed over as mostly nodata before preprocessing
 
 
-def _prepare_chunk(cells: list[core_grid.Cell], source: RasterSource, contract: ModelContract) -> _PreparedCells:
-    """Read and preprocess a chunk of cells (runs on the reader thread)."""
-    reads, unreadable = [], 0
-    for cell in cells:
-        read = read_cell(source, cell, contract.input_size, contract.min_valid_fraction)
-        if read is None:
-            unreadable += 1
-        else:
-            reads.append((cell, read))
-    batch = prepare_blocks(contract, [r[1][0] for r in reads], [r[1][1] for r in reads])
-    return _PreparedCells(reads, batch, unreadable)
+class _ChunkReader:
+    """Reads the grid's cells into chunks of ``size`` cells that have enough valid pixels to classify.
+
+    Called on the reader thread, one call per chunk, in order; each call goes on through the cell iterator
+    where the last one stopped. Counting valid cells rather than grid cells keeps every onnxruntime batch full
+    across a nodata collar (the Apollo frames' collar is a third of the image), and a chunk also ends after
+    ``max_visits`` cells so that a long stretch of nodata (or of cells outside the polygons) still reports
+    progress and can be cancelled. ``keep``: the polygon predicate, or None.
+    """
+
+    def __init__(self, cells: Iterator[core_grid.Cell], keep: Callable[[core_grid.Cell], bool] | None, source: RasterSource, contract: ModelContract,
+                 size: int, max_visits: int) -> None:
+        self._cells, self._keep = cells, keep
+        self._source, self._contract = source, contract
+        self._size, self._max_visits = size, max_visits
+
+    def __call__(self, _unused=None) -> _PreparedCells | None:
+        """The next chunk, or None when the grid is done."""
+        contract = self._contract
+        reads, visited, outside, skipped = [], 0, 0, 0
+        for cell in self._cells:
+            visited += 1
+            if self._keep is not None and not self._keep(cell):
+                outside += 1
+            else:
+                read = read_cell(self._source, cell, contract.input_size, contract.min_valid_fraction)
+                if read is None or float((~read[1]).mean()) < contract.min_valid_fraction:
+                    skipped += 1
+                else:
+                    reads.append((cell, read))
+            if len(reads) == self._size or visited >= self._max_visits:
+                break
+        if not visited:
+            return None
+        batch = prepare_blocks(contract, [r[1][0] for r in reads], [r[1][1] for r in reads])
+        return _PreparedCells(reads, batch, visited, outside, skipped)
 
 
 def _decide_chunk(prepared: _PreparedCells, model: TerrainModel, body: str | None, threshold: float | None,
@@ -389,16 +422,6 @@ class _Stats:
     def add(self, label: str, area_m2: float) -> None:
         self.counts[label] += 1
         self.areas[label] = self.areas.get(label, 0.0) + area_m2
-
-
-def _counted(grid: core_grid.Grid, keep, stats: _Stats) -> Iterable[core_grid.Cell]:
-    """Grid cells passing ``keep``; every visited cell and every one outside the polygons is counted."""
-    for cell in grid:
-        stats.visited += 1
-        if keep is not None and not keep(cell):
-            stats.outside += 1
-            continue
-        yield cell
 
 
 # -- geometry helpers ----------------------------------------------------------------------------------------
