@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from planet_terrain_plugin.core.pipeline import batched, classify_blocks, run_ahead
 from planet_terrain_plugin.core.session import (ParallelLayout, candidate_providers, load_model, parallel_layout,
-                                                parallel_model, physical_cores, resolve_preference)
+                                                load_parallel_model, physical_cores, resolve_preference)
 
 
 
@@ -65,6 +65,8 @@ def test_cuda_that_cannot_start_falls_back_to_cpu_and_says_so(tiny, monkeypatch)
     m = load_model(str(tiny))
     assert m.provider == "CPUExecutionProvider"
     assert "CUDAExecutionProvider" in m.provider_note and "fell back" in m.provider_note
+    grid, layout = load_parallel_model(str(tiny), cores=2)  # laid out for the GPU, but the CPU runs it
+    assert grid.provider == "CPUExecutionProvider" and layout == ParallelLayout(2, 1) and grid.concurrent
 
 
 def test_wrong_input_shape_is_refused(tmp_path):
@@ -104,9 +106,10 @@ def test_parallel_layout_shares_the_cores_on_cpu_and_runs_one_big_batch_on_a_gpu
 
 def test_grid_session_runs_concurrently_and_agrees_with_the_click_session(tiny):
     click = load_model(str(tiny))
-    grid, layout = parallel_model(click, cores=2)
+    grid, layout = load_parallel_model(str(tiny), cores=2)
+    assert layout == ParallelLayout(2, 1)
     assert grid is not click and grid.concurrent and not click.concurrent
-    assert parallel_model(click, cores=2)[0] is grid, "cached like any session"
+    assert load_parallel_model(str(tiny), cores=2)[0] is grid, "cached like any session"
     x = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
     with ThreadPoolExecutor(layout.workers) as pool:  # overlapping runs on the one session
         outs = list(pool.map(lambda part: grid.logits(part), np.split(x, 4)))

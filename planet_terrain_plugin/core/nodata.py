@@ -46,6 +46,8 @@ def edge_zero_runs(data: np.ndarray) -> np.ndarray:
     zero = (data == 0).astype(np.uint8)
     if not zero.any():
         return np.zeros(data.shape, bool)
+    if zero.all():  # a block wholly inside a collar (a third of a grid over an Apollo frame)
+        return np.ones(data.shape, bool)
     runs = np.cumprod(zero, axis=1) | np.cumprod(zero[:, ::-1], axis=1)[:, ::-1]
     runs |= np.cumprod(zero, axis=0) | np.cumprod(zero[::-1, :], axis=0)[::-1, :]
     return runs.astype(bool)

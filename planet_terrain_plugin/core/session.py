@@ -216,13 +216,22 @@ def parallel_layout(provider: str, cores: int) -> ParallelLayout:
     return ParallelLayout(workers, max(1, cores // workers))
 
 
-def parallel_model(model: TerrainModel, cores: int | None = None) -> tuple[TerrainModel, ParallelLayout]:
-    """The session a grid run uses for ``model``'s file, and its layout: on the CPU a session whose threads fit
-    the layout (cached like any other), else ``model`` itself."""
-    layout = parallel_layout(model.provider, physical_cores() if cores is None else cores)
-    if layout.threads == 0:
-        return model, layout
-    return load_model(model.path, "cpu", layout.threads, concurrent=True), layout
+def load_parallel_model(path: str, preferred: str | None = None,
+                        cores: int | None = None) -> tuple[TerrainModel, ParallelLayout]:
+    """The session a grid run uses for the model at ``path``, and its layout (:func:`parallel_layout`).
+
+    Loaded with the layout's threads straight away (one session in memory, not a click's session and a grid's),
+    for the provider expected to run it; if that one does not start, the layout follows the one that does.
+    """
+    cores = physical_cores() if cores is None else cores
+    expected = candidate_providers(import_onnxruntime().get_available_providers(), resolve_preference(preferred))[0]
+    layout = parallel_layout(expected, cores)
+    model = load_model(path, preferred, layout.threads, concurrent=layout.threads > 0)
+    if model.provider != expected:  # e.g. CUDA listed but failed to start: lay out for what really runs
+        layout = parallel_layout(model.provider, cores)
+        if layout.threads:
+            model = load_model(path, "cpu", layout.threads, concurrent=True)
+    return model, layout
 
 
 def clear_cache() -> None:

@@ -41,7 +41,7 @@ from qgis.PyQt.QtCore import QVariant
 from ..core import grid as core_grid
 from ..core.contract import ModelContract
 from ..core.pipeline import ImageResult, PreparedBatch, decide_prepared, prepare_blocks, run_ahead
-from ..core.session import TerrainModel, parallel_model
+from ..core.session import TerrainModel
 from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
 from ..qgis_io.classify import MIN_EXTENT_PIXELS, BodyError, check_body
@@ -50,7 +50,7 @@ from ..qgis_io.raster_read import (ExtentError, RasterSource, bounded_block_cach
                                  read_extent, row_block_bytes)
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs, same_surface
 from .classification_base import ClassificationAlgorithm
-from .guards import FileOutput, optional_threshold, run_model
+from .guards import FileOutput, optional_threshold, run_grid_model
 
 #: Fields a grid run adds after ``fields.result_fields``: the cell's row (0 = top) and column in its row.
 ROW_FIELD, COL_FIELD = "row", "col"
@@ -221,7 +221,7 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
             raise QgsProcessingException("INPUT: no raster layer could be opened from "
                                          f"{parameters.get(self.INPUT)!r}; give a raster file or layer.")
         output = FileOutput(parameters, self.OUTPUT, context)  # refuses an existing file before any work
-        model = run_model(self, parameters, self.MODEL, context, feedback)
+        model, layout = run_grid_model(self, parameters, self.MODEL, context, feedback)
         contract = model.contract
         info = crs_info(layer.crs(), self.body_choice(parameters, context))
         try:
@@ -261,10 +261,9 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
 
         keep = polygon_predicate(polygons) if polygons is not None else None
+        maker = result_fields.FeatureMaker(fields, contract)
         stats = _Stats()
         batch_size = self.parameterAsInt(parameters, self.BATCH_SIZE, context)
-        runs_model, layout = parallel_model(model)
-        feedback.pushInfo(f"Inference: batches of {batch_size} cell(s), {layout.describe()}")
         chunk_cells = batch_size * math.ceil(MIN_CHUNK_CELLS / batch_size)  # whole batches of valid cells
         read_chunk = _ChunkReader(iter(grid), keep, source, contract, chunk_cells, MAX_CHUNK_VISITS)
         # Three stages overlap: a reader thread walks the grid and reads and preprocesses the next chunks of
@@ -279,12 +278,12 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="planet-terrain-reader") as reader, \
                 ThreadPoolExecutor(max_workers=layout.workers, thread_name_prefix="planet-terrain-model") as runner:
             prepared = takewhile(lambda chunk: chunk is not None, run_ahead(repeat(None), read_chunk, reader, 2))
-            decided = run_ahead(prepared, lambda chunk: _decide_chunk(chunk, runs_model, body, threshold, batch_size),
+            decided = run_ahead(prepared, lambda chunk: _decide_chunk(chunk, model, body, threshold, batch_size),
                                 runner, depth=2 * layout.workers)
             for chunk, results in decided:
                 if feedback.isCanceled():
                     break
-                features = self._chunk_features(chunk, results, source, model, info, fields, stats)
+                features = self._chunk_features(chunk, results, source, model, info, maker, stats)
                 if features and not sink.addFeatures(features, QgsFeatureSink.FastInsert):
                     error = sink.lastError()
                     del sink
@@ -311,7 +310,8 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
                 self.CLASS_AREAS_M2: json.dumps({k: round(v, 3) for k, v in sorted(stats.areas.items())})}
 
     def _chunk_features(self, prepared: "_PreparedCells", results: list[ImageResult], source: RasterSource,
-                        model: TerrainModel, info: CrsInfo, fields: QgsFields, stats: "_Stats") -> list[QgsFeature]:
+                        model: TerrainModel, info: CrsInfo, maker: result_fields.FeatureMaker,
+                        stats: "_Stats") -> list[QgsFeature]:
         contract = model.contract
         stats.visited += prepared.visited
         stats.outside += prepared.outside
@@ -319,18 +319,21 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         reads = prepared.reads
         features = []
         created = result_fields.utc_now()
+        provenances: dict[tuple, result_fields.Provenance] = {}  # one per read geometry: cells of a row share it
         for (cell, (_, _, read_extent_, width, height)), result in zip(reads, results):
             if result.decision is None:
                 stats.nodata += 1
                 continue
             covered = cell_rect(cell).intersect(source.extent)
-            gsd = layer_info.gsd_m(info, read_extent_, width, height)
-            provenance = result_fields.Provenance(body=info.body_name, gsd_m=gsd, source_layer=source.layer_name,
-                                                  model=contract.model_name, model_version=contract.model_version,
-                                                  provider=model.provider, created_utc=created)
-            feature = result_fields.decision_feature(fields, covered, result.decision, contract, provenance,
-                                                     {ROW_FIELD: cell.row, COL_FIELD: cell.col})
-            features.append(feature)
+            key = (read_extent_.yMinimum(), read_extent_.yMaximum(), read_extent_.width(), width, height)
+            provenance = provenances.get(key)
+            if provenance is None:
+                provenance = provenances[key] = result_fields.Provenance(
+                    body=info.body_name, gsd_m=layer_info.gsd_m(info, read_extent_, width, height),
+                    source_layer=source.layer_name, model=contract.model_name, model_version=contract.model_version,
+                    provider=model.provider, created_utc=created)
+            extra = {ROW_FIELD: cell.row, COL_FIELD: cell.col}
+            features.append(maker.make(covered, result.decision, provenance, extra))
             stats.add(result.decision.label, _area_m2(covered, info))
         return features
 

@@ -18,8 +18,8 @@ from qgis.core import (QgsMapLayer, QgsProcessingException, QgsProcessingOutputL
 
 from ..core.contract import ContractError
 from ..core.models import NoModelError
-from ..core.session import TerrainModel
-from ..qgis_io.model_choice import load_run_model
+from ..core.session import ParallelLayout, TerrainModel
+from ..qgis_io.model_choice import load_grid_model, load_run_model
 from ..qgis_io.raster_read import web_layer_problem
 
 #: Files a vector driver may write next to the main file (Shapefile, CSV); removed with it on failure.
@@ -29,12 +29,24 @@ _SIDECARS = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".csvt", "-wal", "-shm", "-
 def run_model(alg, parameters: dict, name: str, context, feedback) -> TerrainModel:
     """The model a run uses (the file in parameter ``name``, else the installed one), on the chosen provider;
     every way that can fail becomes a message naming the parameter, and the log says what runs where."""
-    try:
-        model = load_run_model(alg.parameterAsFile(parameters, name, context) or None)
-    except (NoModelError, ContractError, ImportError, ValueError, RuntimeError) as exc:
-        raise QgsProcessingException(f"{name}: {exc}") from None
+    model = _loaded(lambda: load_run_model(alg.parameterAsFile(parameters, name, context) or None), name)
     feedback.pushInfo(f"Model {model.contract.model_name} {model.contract.model_version} on {model.provider_note}")
     return model
+
+
+def run_grid_model(alg, parameters: dict, name: str, context, feedback) -> tuple[TerrainModel, ParallelLayout]:
+    """:func:`run_model` for a grid: the session that keeps several batches in flight, and how many."""
+    model, layout = _loaded(lambda: load_grid_model(alg.parameterAsFile(parameters, name, context) or None), name)
+    feedback.pushInfo(f"Model {model.contract.model_name} {model.contract.model_version} on {model.provider_note}; "
+                      f"{layout.describe()}")
+    return model, layout
+
+
+def _loaded(load, name: str):
+    try:
+        return load()
+    except (NoModelError, ContractError, ImportError, ValueError, RuntimeError) as exc:
+        raise QgsProcessingException(f"{name}: {exc}") from None
 
 
 def optional_threshold(alg, parameters: dict, name: str, context) -> float | None:

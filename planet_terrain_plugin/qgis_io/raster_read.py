@@ -203,7 +203,7 @@ def read_extent(source: RasterSource, extent: QgsRectangle, input_size: int) -> 
     notes = []
     if clipped != extent:
         notes.append("the extent was clipped to the raster's edge")
-    return RasterBlock(np.stack(arrays), mask, clipped, notes)
+    return RasterBlock(arrays[0][None] if len(arrays) == 1 else np.stack(arrays), mask, clipped, notes)
 
 
 #: Smallest GDAL block cache :func:`bounded_block_cache` leaves (bytes): room for what other layers (the map
