@@ -10,10 +10,12 @@ conftest, imported before that, so the environment below is in place when QGIS s
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import inspect
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,7 +26,9 @@ from pathlib import Path
 from typing import Callable
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("QGIS_CUSTOM_CONFIG_PATH", tempfile.mkdtemp(prefix="planet-terrain-qgis-"))
+if "QGIS_CUSTOM_CONFIG_PATH" not in os.environ:  # a sandboxed QGIS profile, removed when the test run ends
+    os.environ["QGIS_CUSTOM_CONFIG_PATH"] = tempfile.mkdtemp(prefix="planet-terrain-qgis-")
+    atexit.register(shutil.rmtree, os.environ["QGIS_CUSTOM_CONFIG_PATH"], ignore_errors=True)
 os.environ["GDAL_PAM_ENABLED"] = "NO"
 os.environ.pop("PLANET_TERRAIN_MODEL", None)  # tests choose their model explicitly
 

@@ -63,6 +63,9 @@ DEFAULT_BATCH = 16
 MIN_CHUNK_CELLS = 32
 #: Most grid cells one chunk looks at (see ``_ChunkReader``): progress and cancel stay live over nodata.
 MAX_CHUNK_VISITS = 512
+#: Chunks are queued ahead of the model threads only while the queue holds at most this many cells: with a
+#: large BATCH_SIZE (up to 1024 cells, ~110 MB of tensors at 96 px) only the chunks being worked on are held.
+MAX_QUEUED_CELLS = 512
 
 
 def too_many_cells_message(total: int, max_cells: int) -> str:
@@ -269,17 +272,19 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         # Three stages overlap: a reader thread walks the grid and reads and preprocesses the next chunks of
         # cells; model threads run onnxruntime (which releases the GIL) on the chunks before them, in batches of
         # BATCH_SIZE, two chunks queued per thread so that one finishing first starts the next at once; this
-        # thread writes the oldest chunk and keeps the counts. A few chunks are in memory, whatever the number of
-        # cells. GDAL's block cache would otherwise keep every decoded block of the area (up to 5 % of RAM): it is
-        # held to the blocks of two rows of cells (the reader may be a row ahead) while the run reads, and given
-        # back its limit after.
+        # thread writes the oldest chunk and keeps the counts. A few chunks are in memory (MAX_QUEUED_CELLS),
+        # whatever the number of cells. GDAL's block cache would otherwise keep every decoded block of the area
+        # (up to 5 % of RAM): it is held to the blocks of two rows of cells (the reader may be a row ahead) while
+        # the run reads, and given back its limit after.
         row_bytes = row_block_bytes(source, area.width(), size.height)
         with bounded_block_cache(2 * row_bytes), \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="planet-terrain-reader") as reader, \
                 ThreadPoolExecutor(max_workers=layout.workers, thread_name_prefix="planet-terrain-model") as runner:
-            prepared = takewhile(lambda chunk: chunk is not None, run_ahead(repeat(None), read_chunk, reader, 2))
+            roomy = chunk_cells * layout.workers <= MAX_QUEUED_CELLS  # else no chunk queued beyond the running ones
+            prepared = takewhile(lambda chunk: chunk is not None,
+                                 run_ahead(repeat(None), read_chunk, reader, 2 if roomy else 1))
             decided = run_ahead(prepared, lambda chunk: _decide_chunk(chunk, model, body, threshold, batch_size),
-                                runner, depth=2 * layout.workers)
+                                runner, depth=(2 if roomy else 1) * layout.workers)
             for chunk, results in decided:
                 if feedback.isCanceled():
                     break
