@@ -15,7 +15,7 @@ from planet_terrain_plugin.core import session as session_mod
 from planet_terrain_plugin.core.contract import ContractError
 from concurrent.futures import ThreadPoolExecutor
 
-from planet_terrain_plugin.core.pipeline import batched, classify_blocks, run_ahead
+from planet_terrain_plugin.core.pipeline import classify_blocks, run_ahead
 from planet_terrain_plugin.core.session import (ParallelLayout, candidate_providers, load_model, parallel_layout,
                                                 load_parallel_model, physical_cores, resolve_preference)
 
@@ -139,12 +139,6 @@ def test_run_ahead_keeps_order_bounds_work_in_flight_and_raises_at_the_item():
     assert list(run_ahead([], lambda i: i, ThreadPoolExecutor(1))) == []
     with pytest.raises(ValueError, match="depth"):
         next(run_ahead([1], lambda i: i, ThreadPoolExecutor(1), depth=0))
-
-
-def test_batched():
-    assert list(batched(range(5), 2)) == [[0, 1], [2, 3], [4]]
-    with pytest.raises(ValueError):
-        list(batched([], 0))
 
 
 def test_cli_prints_service_style_json(tiny):

@@ -1,9 +1,9 @@
 """Pixels -> decisions: the one function the map tool, Processing, the image CLI and benchmarks share."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections import deque
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from itertools import islice
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -72,20 +72,6 @@ def classify_blocks(model: TerrainModel, blocks: Sequence[np.ndarray],
                     threshold: float | None = None) -> list[ImageResult]:
     """Classify raw raster blocks in one batch; mostly-nodata blocks are skipped with their reason."""
     return decide_prepared(model, prepare_blocks(model.contract, blocks, nodata_masks), body, threshold)
-
-
-def batched(items: Iterable, size: int) -> Iterable[list]:
-    """Yield lists of at most ``size`` items; the streaming unit of grid runs and benchmarks."""
-    if size < 1:
-        raise ValueError("batch size must be at least 1")
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def run_ahead(items: Iterable[T], fn: Callable[[T], R], executor: Executor, depth: int = 1) -> Iterator[R]:

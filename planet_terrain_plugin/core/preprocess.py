@@ -341,10 +341,3 @@ def preprocess_many(blocks: list[np.ndarray], contract: ModelContract,
     for indices, gray8 in plan:
         tensors[[place[i] for i in indices]] = finish_many(gray8, contract)
     return tensors, usable, fractions
-
-
-def preprocess_batch(blocks: list[np.ndarray], contract: ModelContract,
-                     nodata_masks: list[np.ndarray | None] | None = None) -> np.ndarray:
-    """Stack several images into a float32 (N, 3, S, S) batch (all must be valid enough)."""
-    masks = nodata_masks or [None] * len(blocks)
-    return np.stack([preprocess(b, contract, m).tensor for b, m in zip(blocks, masks)])
