@@ -271,6 +271,21 @@ def test_rectangle_mode_uses_the_map_tool_and_the_result_gets_a_legend(plugin, d
     feature = next(layer.getFeatures())
     assert feature["abstained"] == (feature["confidence"] < 0.99)  # re-labelled at the panel's threshold
     assert dock.legend_counts() == {feature["label"]: 1}
+    assert dock.progress.value() == 100 and not dock.cancel_button.isEnabled()
+
+
+def test_rectangle_mode_progress_and_cancel_follow_the_map_tools_task(plugin, dock, apollo):
+    """The panel's progress bar and Cancel button also serve a rectangle dragged with the map tool."""
+    choose(dock, apollo, dock_module.MODE_EXTENT)
+    dock.progress.setValue(42)
+    task = plugin.controller.classify_layer_extent(apollo, pixel_rect(apollo, 500, 400, 300, 300))
+    assert task is not None and dock.progress.value() == 0 and dock.cancel_button.isEnabled()
+    click(dock.cancel_button)
+    assert wait_until(lambda: not plugin.controller.running(), 30)
+    QgsApplication.processEvents()
+    assert not dock.cancel_button.isEnabled()
+    # Cancelled (almost always: the click comes before the task has loaded its model) or, if it was quicker, done.
+    assert dock.progress.value() == (0 if task.was_canceled else 100)
 
 
 def _fill_file_dialog(path: str, seen: list) -> None:

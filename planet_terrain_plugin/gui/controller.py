@@ -48,7 +48,8 @@ class ClassifyController:
 
     def __init__(self, iface, project: QgsProject | None = None,
                  task_manager: QgsTaskManager | None = None) -> None:
-        self.listeners: list[Callable[[ClassifyTask], None]] = []
+        self.listeners: list[Callable[[ClassifyTask], None]] = []  # told when a task has been handled
+        self.start_listeners: list[Callable[[ClassifyTask], None]] = []  # told when a task starts (the panel)
         self.iface = iface
         self.project = project or QgsProject.instance()
         self.task_manager = task_manager or QgsApplication.taskManager()
@@ -91,7 +92,13 @@ class ClassifyController:
         task = ClassifyTask(job, self._finished)
         self.tasks.append(task)
         self.task_manager.addTask(task)
+        for listener in list(self.start_listeners):
+            listener(task)
         return task
+
+    def running(self) -> bool:
+        """Whether a rectangle is being classified (its task not yet handled)."""
+        return bool(self.tasks)
 
     def cancel_all(self) -> None:
         for task in list(self.tasks):

@@ -9,7 +9,7 @@ What it shows and does, top to bottom:
   what ``classify_grid`` derives from the model) and the abstention threshold;
 * Run / Cancel and a progress bar: grid modes run ``planet_terrain:classify_grid`` in a
   ``QgsProcessingAlgRunnerTask`` (cancel: the feedback's ``cancel()``), the output is added to the project
-  with the class style;
+  with the class style; in rectangle mode they follow the map tool's tasks (the controller's listeners);
 * the result layer and its legend (cells per class, palette colours); moving the threshold re-labels that
   layer from its stored probabilities (``qgis_io.relabel``), without running the model;
 * a warning, once per layer, when its cells' ground pixel size is far outside the model's trained range;
@@ -133,6 +133,7 @@ class TerrainDock(QgsDockWidget):
         self._model_checked = False
         if controller is not None:
             controller.listeners.append(self._extent_task_done)
+            controller.start_listeners.append(self._extent_task_started)
         # The model is loaded when the panel is first shown, not while QGIS starts.
         self.visibilityChanged.connect(self._first_show)
 
@@ -351,8 +352,8 @@ class TerrainDock(QgsDockWidget):
     def _update_buttons(self) -> None:
         running = self.task is not None
         ready = self.model is not None and isinstance(self.layer_combo.currentLayer(), QgsRasterLayer)
-        self.run_button.setEnabled(ready and not running)
-        self.cancel_button.setEnabled(running)
+        self.run_button.setEnabled(ready and not running)  # more rectangles may be dragged while one runs
+        self.cancel_button.setEnabled(running or self._rectangles_running())
         self.export_button.setEnabled(isinstance(self.result_layer(), QgsVectorLayer))
 
     def message(self, text: str, level: int = Qgis.Info) -> None:
@@ -433,8 +434,14 @@ class TerrainDock(QgsDockWidget):
         self.progress.setValue(int(value))
 
     def cancel(self) -> None:
+        """Cancel the grid run, or the rectangles being classified."""
         if self.task is not None and self._feedback is not None:
             self._feedback.cancel()
+        elif self._rectangles_running():
+            self.controller.cancel_all()
+
+    def _rectangles_running(self) -> bool:
+        return self.controller is not None and self.controller.running()
 
     def _grid_done(self, ok: bool, results: dict) -> None:
         context, feedback, contract = self._context, self._feedback, self._run_contract
@@ -491,9 +498,23 @@ class TerrainDock(QgsDockWidget):
         else:
             self.message(f"{layer.featureCount()} cell(s) classified ({summary}).", Qgis.Success)
 
+    def _extent_task_started(self, task) -> None:
+        """Controller listener: a rectangle is being classified; the progress bar and Cancel follow its task."""
+        if sip.isdeleted(self) or self.task is not None:  # a grid run owns the progress bar
+            return
+        task.progressChanged.connect(self._on_progress)
+        self.progress.setValue(0)
+        self._update_buttons()
+
     def _extent_task_done(self, task) -> None:
         """Controller listener: a rectangle was classified; its layer becomes the current result."""
-        if sip.isdeleted(self) or task.was_canceled or task.outcome is None or task.model is None:
+        if sip.isdeleted(self):
+            return
+        if self.task is None:  # the progress bar was the rectangles': show how the last one ended
+            if not self._rectangles_running():
+                self.progress.setValue(100 if not task.was_canceled and task.outcome is not None else 0)
+            self._update_buttons()
+        if task.was_canceled or task.outcome is None or task.model is None:
             return
         from ..qgis_io.result_layer import find_result_layer
 
@@ -623,3 +644,5 @@ class TerrainDock(QgsDockWidget):
         self.cancel()
         if self.controller is not None and self._extent_task_done in self.controller.listeners:
             self.controller.listeners.remove(self._extent_task_done)
+        if self.controller is not None and self._extent_task_started in self.controller.start_listeners:
+            self.controller.start_listeners.remove(self._extent_task_started)
