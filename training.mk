@@ -38,5 +38,5 @@ score: venv ## Score the shipped model through the plugin's image command line o
 pretrain: venv ## Self-supervised pretraining (SimCLR or BYOL) of the backbone -> RUN_pretrain/backbone.pt (PRETRAIN_CONFIG)
 	$(PY) -m training.pretrain --config $(PRETRAIN_CONFIG) --out $(RUN)_pretrain --data-root $(DATA_ROOT) --v1-root $(V1_ROOT) $(if $(RESUME),--resume)
 
-ablation: venv ## Issue-5 ablation (needs `make train` first): one arm per lever -> runs/ablation/ablation.md
+ablation: venv ## Issue-5 ablation (needs `make train` first): one arm per lever -> runs/ablation/{ablation,significance}.md
 	$(PY) -m training.ablation --spec $(ABLATION_SPEC)

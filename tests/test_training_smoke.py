@@ -202,6 +202,9 @@ def test_ablation_scores_every_arm_alike_and_resumes(tmp_path):
     assert [r["cost"] for r in rows] == [1, 8, 1, 2] and set(rows[0]["recall"]) == set(read_contract_names())
     table = (tmp_path / "runs" / "ablation.md").read_text()
     assert "| e | ensemble |" in table and "AUROC known/other by top_probability" in table
+    significance = json.loads((tmp_path / "runs" / "significance.json").read_text())
+    assert [r["run"] for r in significance] == ["a", "b", "e"] and "macro_f1_delta_ci" in significance[1]
+    assert significance[0]["macro_f1"] == pytest.approx(rows[0]["macro_f1"])  # the same test images, scored alike
     stamp = (tmp_path / "runs" / "a" / "trained.json").stat().st_mtime_ns
     run_ablation(spec, cache_dir=None)  # every step done: nothing is retrained
     assert (tmp_path / "runs" / "a" / "trained.json").stat().st_mtime_ns == stamp

@@ -11,7 +11,9 @@ A spec (``training/configs/ablation.json``) names a base config and the arms. Ea
 Every arm is calibrated on the validation split and scored on the grouped test split by the same code
 (:mod:`training.calibrate`, :mod:`training.evaluate`); arms listed in ``tta`` are also scored with dihedral
 test-time augmentation. Steps already done are skipped, so an interrupted ablation continues where it stopped.
-Writes ``ablation.json`` and ``ablation.md`` (the model card's table) into the spec's ``runs_dir``.
+Writes ``ablation.json`` and ``ablation.md`` (the model card's table) into the spec's ``runs_dir``, and
+``significance.md`` (:mod:`training.significance`): each arm's figures with bootstrap intervals over the test
+source images, and its paired difference from the reference arm, which says which differences are noise.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import shutil
 import time
 from pathlib import Path
 
+from . import significance
 from .config import TrainConfig
 
 #: Columns of the table: (heading, key in an arm's result row).
@@ -158,6 +161,19 @@ def run_ablation(spec_path: str | Path, only: list[str] | None = None, cache_dir
     if not only:
         (runs_dir / "ablation.json").write_text(json.dumps(rows, indent=1) + "\n")
         (runs_dir / "ablation.md").write_text(markdown(rows))
+        write_significance(spec, runs_dir, cache_dir)
+    return rows
+
+
+def write_significance(spec: dict, runs_dir: Path, cache_dir: str | None) -> list[dict]:
+    """``significance.md`` / ``.json``: every arm's figures with bootstrap intervals over the test source images,
+    and its paired difference from the spec's ``reference`` arm (default: the first)."""
+    names = [arm["name"] for arm in spec["arms"]]
+    reference = spec.get("reference", names[0])
+    preds = {name: significance.predictions_on_test(runs_dir / name, cache_dir) for name in names}
+    rows = significance.compare(preds, reference, spec.get("bootstrap_draws", 2000))
+    (runs_dir / "significance.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (runs_dir / "significance.md").write_text(significance.markdown(rows, reference))
     return rows
 
 

@@ -379,8 +379,8 @@ class _ChunkReader:
     progress and can be cancelled. ``keep``: the polygon predicate, or None.
     """
 
-    def __init__(self, cells: Iterator[core_grid.Cell], keep: Callable[[core_grid.Cell], bool] | None, source: RasterSource, contract: ModelContract,
-                 size: int, max_visits: int) -> None:
+    def __init__(self, cells: Iterator[core_grid.Cell], keep: Callable[[core_grid.Cell], bool] | None,
+                 source: RasterSource, contract: ModelContract, size: int, max_visits: int) -> None:
         self._cells, self._keep = cells, keep
         self._source, self._contract = source, contract
         self._size, self._max_visits = size, max_visits
