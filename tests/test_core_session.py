@@ -104,6 +104,17 @@ def test_parallel_layout_shares_the_cores_on_cpu_and_runs_one_big_batch_on_a_gpu
     assert 1 <= physical_cores() <= (len(os.sched_getaffinity(0)))
 
 
+def test_physical_cores_without_an_affinity_mask_asks_psutil_or_counts_cpus(monkeypatch):
+    """Windows and macOS have no sched_getaffinity: psutil's physical count, else the logical one."""
+    monkeypatch.delattr(os, "sched_getaffinity")
+    try:
+        import psutil
+        expected = psutil.cpu_count(logical=False)
+    except ImportError:
+        expected = os.cpu_count()
+    assert physical_cores() == expected
+
+
 def test_grid_session_runs_concurrently_and_agrees_with_the_click_session(tiny):
     click = load_model(str(tiny))
     grid, layout = load_parallel_model(str(tiny), cores=2)

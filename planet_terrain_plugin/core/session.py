@@ -185,13 +185,19 @@ class ParallelLayout:
 def physical_cores() -> int:
     """Physical cores this process may use (hyper-threads counted once), as onnxruntime's default counts them.
 
-    Linux: the CPUs of the process's affinity mask, grouped by their (package, core) topology. Elsewhere (macOS
-    Apple silicon has no SMT) the logical count.
+    Linux: the CPUs of the process's affinity mask, grouped by their (package, core) topology. Elsewhere
+    psutil's physical count when psutil is there (QGIS's Windows and macOS builds carry it), else the logical
+    count (Apple silicon has no SMT).
     """
     try:
         cpus = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        try:
+            import psutil
+
+            return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+        except ImportError:
+            return max(1, os.cpu_count() or 1)
     cores = set()
     for cpu in cpus:
         topo = f"/sys/devices/system/cpu/cpu{cpu}/topology"
