@@ -16,7 +16,7 @@ from planet_terrain_plugin.core.session import clear_cache, load_model, load_par
 BATCHES = (1, 8, 32)
 
 
-def measure(images_per_point: int = 256, repeats: int = 3) -> list[dict]:
+def measure(images_per_point: int = 512, repeats: int = 3) -> list[dict]:
     rows = []
     for precision, path in model_variants().items():
         clear_cache()

@@ -30,7 +30,9 @@ def run_grid(raster: str, model: str, batch: int, cell_pixels: int, out: str, ex
     return result
 
 
-def measure(cell_pixels: int = 24, repeats: int = 3) -> list[dict]:
+def measure(cell_pixels: int = 24, repeats: int = 3, warmup: int = 0) -> list[dict]:
+    """Cells/s per precision and batch; ``warmup`` untimed runs first (sessions loaded, onnxruntime's arenas
+    grown for the batch size), as the ceiling has."""
     BUILD.mkdir(parents=True, exist_ok=True)
     rows = []
     for precision, path in model_variants().items():
@@ -44,7 +46,7 @@ def measure(cell_pixels: int = 24, repeats: int = 3) -> list[dict]:
                 cells["n"] = int(r["CELLS_CLASSIFIED"])
                 return cells["n"]  # nodata cells skipped by the collar check are not counted as work done
 
-            rate, all_rates = median_rate(work, repeats, warmup=0)
+            rate, all_rates = median_rate(work, repeats, warmup=warmup)
             rows.append({"bench": "pipeline", "precision": precision, "batch": batch, "cells_per_s": rate,
                          "repeats": all_rates, "cells": cells["n"]})
     return rows
