@@ -50,24 +50,13 @@ def to_luminance(block: np.ndarray) -> np.ndarray:
     Non-finite values are kept as NaN so the caller's nodata mask can include them.
     """
     arr = np.asarray(block)
-    if arr.ndim == 2:
-        lum = arr.astype(np.float64)
-    elif arr.ndim == 3:
-        if arr.shape[0] == 0:
-            raise ValueError(f"the image has no bands (shape {arr.shape}); pick a raster with at least one band")
-        if arr.shape[0] >= 3:
-            rgb = arr[:3].astype(np.float64)
-            rgb[~np.isfinite(rgb)] = np.nan  # inf + -inf across bands would be an invalid operation
-            lum = LUMA_WEIGHTS[0] * rgb[0] + LUMA_WEIGHTS[1] * rgb[1] + LUMA_WEIGHTS[2] * rgb[2]
-        else:  # 1 band, or gray + alpha
-            lum = arr[0].astype(np.float64)
-    else:
+    if arr.ndim not in (2, 3):
         raise ValueError(f"expected a (H, W) or (bands, H, W) array, got shape {arr.shape}")
-    if lum.size == 0:
+    if arr.ndim == 3 and arr.shape[0] == 0:
+        raise ValueError(f"the image has no bands (shape {arr.shape}); pick a raster with at least one band")
+    if arr.size == 0:
         raise ValueError(f"the image is empty (shape {arr.shape})")
-    lum = lum.copy()
-    lum[~np.isfinite(lum)] = np.nan
-    return lum
+    return _stack_luminance((arr if arr.ndim == 3 else arr[None])[None])[0]
 
 
 def valid_mask(lum: np.ndarray, nodata_mask: np.ndarray | None = None) -> np.ndarray:
@@ -95,14 +84,36 @@ def percentiles_of(values: np.ndarray, q: tuple[float, float]) -> tuple[float, f
     cdf = np.cumsum(counts)
     out = []
     for pct in q:
-        pos = pct / 100.0 * (values.size - 1)
-        below, frac = int(np.floor(pos)), pos - np.floor(pos)
+        below, frac = _rank(pct, values.size)
         a = np.searchsorted(cdf, below + 1)  # value of the order statistic at index `below`
         b = np.searchsorted(cdf, min(below + 2, values.size))
-        va, vb = float(lo_v) + a, float(lo_v) + b
-        # numpy's own lerp, including its switch at t >= 0.5, so the result is bit-identical.
-        out.append(vb - (vb - va) * (1 - frac) if frac >= 0.5 else va + (vb - va) * frac)
+        out.append(_lerp(float(lo_v) + a, float(lo_v) + b, frac))
     return out[0], out[1]
+
+
+def _rank(pct: float, n: int) -> tuple[int, float]:
+    """Where percentile ``pct`` of ``n`` sorted values lies: the index below it and the fraction past it."""
+    pos = pct / 100.0 * (n - 1)
+    return int(np.floor(pos)), pos - np.floor(pos)
+
+
+def _lerp(va, vb, frac: float):
+    """numpy's own percentile interpolation, including its switch at t >= 0.5, so results are bit-identical."""
+    return vb - (vb - va) * (1 - frac) if frac >= 0.5 else va + (vb - va) * frac
+
+
+def _scale_to_255(values: np.ndarray, lo, hi) -> np.ndarray:
+    """``values`` mapped from [lo, hi] onto 0..255 (float, clipped, not rounded); mid-grey 128 where that range
+    is flat or not finite (``lo``/``hi`` scalars, or arrays broadcasting against ``values``).
+
+    Halving before subtracting keeps hi - lo finite for values spanning all of float64 (-1e308..1e308);
+    halving is exact in binary floating point, so ordinary images give bit-identical results.
+    """
+    with np.errstate(all="ignore"):  # flat or overflowing ranges are replaced below
+        span = np.asarray(hi / 2 - lo / 2)
+        out = np.clip((values / 2 - lo / 2) * (255.0 / span), 0.0, 255.0)
+        flat = ~(np.isfinite(lo) & np.isfinite(hi) & (span > 1e-300))
+    return np.where(flat, 128.0, out)
 
 
 def stretch_to_uint8(lum: np.ndarray, valid: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
@@ -114,14 +125,7 @@ def stretch_to_uint8(lum: np.ndarray, valid: np.ndarray, percentiles: tuple[floa
     if values.size == 0:
         return np.full(lum.shape, 128, dtype=np.uint8)
     lo, hi = percentiles_of(values, percentiles)
-    # Halving before subtracting keeps hi - lo finite for values spanning all of float64 (-1e308..1e308);
-    # halving is exact in binary floating point, so ordinary images give bit-identical results.
-    if not np.isfinite(lo) or not np.isfinite(hi) or not hi / 2 - lo / 2 > 1e-300:
-        out = np.full(lum.shape, 128.0)
-    else:
-        out = (np.where(valid, lum, lo) / 2 - lo / 2) * (255.0 / (hi / 2 - lo / 2))
-        out = np.clip(out, 0.0, 255.0)
-    out = np.rint(out)
+    out = np.rint(_scale_to_255(np.where(valid, lum, lo), lo, hi))
     if not valid.all():
         out[~valid] = np.rint(out[valid].mean())
     return out.astype(np.uint8)
@@ -238,23 +242,11 @@ def _stretch_full_rows(lum: np.ndarray, percentiles: tuple[float, float]) -> np.
     numpy's own linear interpolation between them follows (as in :func:`percentiles_of`).
     """
     n = lum.shape[1] * lum.shape[2]
-    places = []
-    for pct in percentiles:
-        pos = pct / 100.0 * (n - 1)
-        places.append((int(np.floor(pos)), pos - np.floor(pos)))
+    places = [_rank(pct, n) for pct in percentiles]
     ranks = [r for below, _ in places for r in (below, min(below + 1, n - 1))]
     stats = _order_statistics(lum.reshape(len(lum), n), ranks)
-    bounds = []
-    for k, (_, frac) in enumerate(places):
-        va, vb = stats[2 * k], stats[2 * k + 1]
-        bounds.append(vb - (vb - va) * (1 - frac) if frac >= 0.5 else va + (vb - va) * frac)
-    lo, hi = (b[:, None, None] for b in bounds)
-    with np.errstate(all="ignore"):  # flat or overflowing rows are replaced below, as stretch_to_uint8 does
-        span = hi / 2 - lo / 2
-        out = np.clip((lum / 2 - lo / 2) * (255.0 / span), 0.0, 255.0)
-        flat = ~(np.isfinite(lo) & np.isfinite(hi) & (span > 1e-300))
-    out[np.broadcast_to(flat, out.shape)] = 128.0
-    return np.rint(out).astype(np.uint8)
+    lo, hi = (_lerp(stats[2 * k], stats[2 * k + 1], frac)[:, None, None] for k, (_, frac) in enumerate(places))
+    return np.rint(_scale_to_255(lum, lo, hi)).astype(np.uint8)
 
 
 @lru_cache(maxsize=64)
