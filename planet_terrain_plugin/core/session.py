@@ -127,15 +127,18 @@ def load_model(path: str, preferred: str | None = None, intra_op_threads: int = 
 
     path = os.path.abspath(path)
     want = resolve_preference(preferred)
-    if os.path.isfile(path):  # a cached session for this very file: no second parse of a large model
+
+    def cache_key() -> tuple:  # the file as it is now, and how it is run
         st = os.stat(path)
-        key = (path, st.st_mtime_ns, st.st_size, want, intra_op_threads, concurrent)
+        return path, st.st_mtime_ns, st.st_size, want, intra_op_threads, concurrent
+
+    if os.path.isfile(path):  # a cached session for this very file: no second parse of a large model
         with _CACHE_LOCK:
-            if key in _CACHE:
-                return _CACHE[key]
+            cached = _CACHE.get(cache_key())
+        if cached is not None:
+            return cached
     contract = read_contract(path)  # validates existence, ONNX-ness and the contract, naming the file
-    st = os.stat(path)
-    key = (path, st.st_mtime_ns, st.st_size, want, intra_op_threads, concurrent)
+    key = cache_key()
     ort = import_onnxruntime()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

@@ -28,7 +28,7 @@ from collections import Counter
 from itertools import repeat, takewhile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsCoordinateTransformContext,
@@ -379,7 +379,7 @@ class _ChunkReader:
     progress and can be cancelled. ``keep``: the polygon predicate, or None.
     """
 
-    def __init__(self, cells: Iterator[core_grid.Cell], keep: Callable[[core_grid.Cell], bool] | None,
+    def __init__(self, cells: Iterator[core_grid.Cell], keep: core_grid.CellPredicate | None,
                  source: RasterSource, contract: ModelContract, size: int, max_visits: int) -> None:
         self._cells, self._keep = cells, keep
         self._source, self._contract = source, contract
