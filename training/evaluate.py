@@ -25,6 +25,7 @@ from .metrics import (abstention, auroc, confusion, coverage_at_rejection, macro
                       risk_coverage)
 from .model import class_probs
 from .rundata import load_run_data
+from .significance import save_test_logits
 
 #: Robustness perturbations of the 8-bit image (227 px crops): name -> transform.
 ROBUSTNESS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -91,6 +92,8 @@ def evaluate(run_dir: str | Path, ckpt_name: str = "last.pt", cache_dir: str | N
     t, thr, names = cal["temperature"], cal["threshold"], contract.class_names
     test = data.splits["test"]
     logits = logits_for(model, test, data.cache)
+    if ckpt_name == "last.pt":  # what training.significance bootstraps: not computed a second time there
+        save_test_logits(run, logits, test, contract.num_classes)
     by_path = {r.path: i for i, r in enumerate(test)}
 
     def subset(recs: Sequence[Record], lg: np.ndarray = logits, curves: bool = False) -> dict:

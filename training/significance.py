@@ -63,12 +63,19 @@ def predictions_on_test(run_dir: str | Path, cache_dir: str | None = "runs/cache
         model, cfg, contract, _ = checkpoint.load_model(run / "last.pt")
         data = load_run_data(cfg, contract, split_file=str(run / "split.json"), cache_dir=cache_dir)
         test = data.splits["test"]
-        logits = logits_for(model, test, data.cache)
-        labels = np.array([r.label - 1 if r.known else -1 for r in test], int)
-        sources = np.array([r.source_id for r in test])
-        classes = contract.num_classes  # the network may have one more output, for "other"
-        np.savez(cached, logits=logits, labels=labels, sources=sources, classes=classes)
+        logits, labels, sources, classes = save_test_logits(run, logits_for(model, test, data.cache), test,
+                                                            contract.num_classes)
     return SplitPredictions(class_probs(logits, cal["temperature"], classes), labels, sources)
+
+
+def save_test_logits(run_dir: str | Path, logits: np.ndarray, test: Sequence, classes: int) -> tuple:
+    """Keep the test logits of a run's ``last.pt`` next to it (``training.evaluate`` computes them anyway), with
+    what the bootstrap needs of each image; ``classes``: the known classes (the network may have one more
+    output, for "other"). Returns (logits, labels, sources, classes)."""
+    labels = np.array([r.label - 1 if r.known else -1 for r in test], int)
+    sources = np.array([r.source_id for r in test])
+    np.savez(Path(run_dir) / LOGITS_FILE, logits=logits, labels=labels, sources=sources, classes=classes)
+    return logits, labels, sources, classes
 
 
 def source_draws(sources: np.ndarray, n_draws: int, seed: int = 0) -> list[np.ndarray]:
