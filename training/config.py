@@ -16,6 +16,8 @@ from typing import Any
 
 from planet_terrain_plugin.core.contract import HIRISE_LANDFORMS, KNOWN_BODIES, ModelContract
 
+from .precision import PRECISION_CHOICES
+
 
 @dataclass
 class TrainConfig:
@@ -57,6 +59,9 @@ class TrainConfig:
     loader_workers: int = 1
     #: Stop starting new epochs after this many minutes (0 = no limit); the last finished epoch is kept.
     time_budget_min: float = 0.0
+    #: "auto": float16 autocast on CUDA, bfloat16 autocast on CPUs with native bf16, else float32 (see
+    #: ``training.precision``); "fp32": never autocast.
+    precision: str = "auto"
 
     # -- class balance and "other" -------------------------------------------------------------------------
     #: "sampler" (class-balanced WeightedRandomSampler), "loss_weights" (inverse-frequency CE weights),
@@ -127,7 +132,7 @@ class TrainConfig:
 
     # -- contract facts (everything else in the contract is measured) ----------------------------------------
     model_name: str = "planet_terrain_resnet50"
-    model_version: str = "1.0.0"
+    model_version: str = "1.1.0"
     bodies: tuple[str, ...] = KNOWN_BODIES
     #: Ground sampling the crops represent (an estimate, see MODEL_CARD.md): HiRISE RED is 0.25-1.3 m/px at
     #: full resolution; the browse images the crops come from are downsampled (~2-6 m/px assumed), and each
@@ -144,7 +149,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """Refuse a misspelt choice now, not after an hour of training."""
         choices = {"balance": ("sampler", "loss_weights", "class_balanced", "none"),
-                   "outlier_mode": ("uniform", "class"), "ssl_method": ("simclr", "byol")}
+                   "outlier_mode": ("uniform", "class"), "ssl_method": ("simclr", "byol"),
+                   "precision": PRECISION_CHOICES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config '{name}' is {getattr(self, name)!r}; choose one of {allowed}")

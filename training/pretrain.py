@@ -41,6 +41,7 @@ from .config import TrainConfig, config_from_args, run_parser
 from .inference import logits_for
 from .metrics import auroc, macro_f1
 from .model import build_model, load_init
+from .precision import precision_for
 from .rundata import RunData, load_run_data
 from .train import pick_device, seed_everything
 
@@ -193,6 +194,7 @@ def pretrain(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_
     torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     device = pick_device()
+    precision = precision_for(device, cfg.precision)
     contract = cfg.base_contract()
     cfg.save(out / "config.json")
     data = load_run_data(cfg, contract, cache_dir=cache_dir, write_split_to=out / "split.json")
@@ -202,6 +204,8 @@ def pretrain(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_
     if cfg.ssl_init:
         load_init(net.backbone, cfg.ssl_init)
     net.to(device)
+    if precision.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     report: dict = {"method": cfg.ssl_method, "pool_images": len(pool),
                     "pool_hirise": sum(len(data.splits[s]) for s in cfg.ssl_splits), "init": cfg.ssl_init}
     if probe and not resume:
@@ -211,6 +215,7 @@ def pretrain(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_
     if target is not None:
         target.requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.ssl_lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
     start, history, elapsed_before = 0, [], 0.0
     last = out / "ssl_last.pt"
     if resume and last.is_file():
@@ -241,15 +246,18 @@ def pretrain(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_
             for g in opt.param_groups:  # cosine decay over the run (or its time budget)
                 g["lr"] = cfg.ssl_lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
             v1, v2 = v1.to(device), v2.to(device)
-            if byol:
-                with torch.no_grad():
-                    t1, t2 = target.project(v1), target.project(v2)
-                loss = byol_loss(net(v1), t2) + byol_loss(net(v2), t1)
-            else:
-                loss = nt_xent(net(v1), net(v2), cfg.ssl_temperature)
+            if precision.channels_last:
+                v1, v2 = v1.to(memory_format=torch.channels_last), v2.to(memory_format=torch.channels_last)
+            with precision.autocast(device):  # the network in reduced precision, the losses in float32
+                o1, o2 = net(v1).float(), net(v2).float()
+                if byol:
+                    with torch.no_grad():
+                        t1, t2 = target.project(v1).float(), target.project(v2).float()
+            loss = byol_loss(o1, t2) + byol_loss(o2, t1) if byol else nt_xent(o1, o2, cfg.ssl_temperature)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             if target is not None:
                 ema_update(target, net, cfg.ssl_momentum)
             run_loss += float(loss.detach()) * len(v1)

@@ -31,6 +31,7 @@ from .losses import class_balanced_weights, inverse_frequency_weights, mixed_kno
 from .metrics import auroc, macro_f1
 from .mixing import mix_batch
 from .model import build_model, class_probs, load_init, output_count, set_backbone_trainable
+from .precision import precision_for
 from .rundata import RunData, load_run_data
 
 #: At most this many "other" validation images are scored each epoch (all of them at calibration).
@@ -134,7 +135,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_dir
     torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     device = pick_device()
-    use_amp = device.type == "cuda"
+    precision = precision_for(device, cfg.precision)
+    print(f"device {device}, {precision.describe()}")
     contract = cfg.base_contract()
     cfg.save(out / "config.json")
     data = load_run_data(cfg, contract, cache_dir=cache_dir, write_split_to=out / "split.json")
@@ -145,10 +147,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_dir
         left = load_init(model, cfg.init)
         print(f"init from {cfg.init}; left at random init: {left}")
     model.to(device)
-    if device.type == "cuda":
+    if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
     counts = class_counts(data, n)
     loss_w = None
     if cfg.balance in ("loss_weights", "class_balanced"):
@@ -201,9 +203,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_dir
             if partner is not None:
                 xb = xb.clone()
                 xb[known] = x_known
-            if device.type == "cuda":
+            if precision.channels_last:
                 xb = xb.to(memory_format=torch.channels_last)
-            with torch.autocast(device.type, enabled=use_amp):
+            with precision.autocast(device):
                 logits = model(xb).float()
             loss = logits.new_zeros(())
             if known.any():
