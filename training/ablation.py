@@ -149,8 +149,9 @@ def run_ablation(spec_path: str | Path, only: list[str] | None = None, cache_dir
     starts = [base.get("init", "")] + [a["existing"] + "/last.pt" for a in spec["arms"] if "existing" in a]
     missing = [s for s in starts if s and not Path(s).is_file()]
     if missing:
-        raise FileNotFoundError(f"the ablation starts from {', '.join(missing)}, which does not exist: run "
-                                "`make train` first (or point the spec's base config 'init' at another run)")
+        hint = spec.get("starts_hint", "run `make train` first")
+        raise FileNotFoundError(f"the ablation starts from {', '.join(missing)}, which does not exist: {hint} "
+                                "(or point the spec's base config 'init' at another run)")
     rows = []
     for arm in spec["arms"]:
         if only and arm["name"] not in only:
