@@ -28,6 +28,15 @@ class Precision:
         return torch.autocast(device.type, dtype=self.autocast_dtype or torch.float32,
                               enabled=self.autocast_dtype is not None)
 
+    def place(self, module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """Move a network to the device, in the memory layout this precision computes fastest in."""
+        module.to(device)
+        return module.to(memory_format=torch.channels_last) if self.channels_last else module
+
+    def make_scaler(self, device: torch.device) -> torch.amp.GradScaler:
+        """Loss scaling where the autocast dtype needs it (float16); a pass-through otherwise."""
+        return torch.amp.GradScaler(device.type, enabled=self.grad_scaler)
+
     def describe(self) -> str:
         dtype = str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else "float32"
         return f"{dtype}{' autocast' if self.autocast_dtype else ''}{', channels-last' if self.channels_last else ''}"

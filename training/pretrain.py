@@ -41,9 +41,8 @@ from .config import TrainConfig, config_from_args, run_parser
 from .inference import logits_for
 from .metrics import auroc, macro_f1
 from .model import build_model, load_init
-from .precision import precision_for
-from .rundata import RunData, load_run_data
-from .train import pick_device, seed_everything
+from .rundata import RunData
+from .train import start_run
 
 #: Raster files the pool reads from ``ssl_raster_dir``.
 RASTER_SUFFIXES = (".tif", ".tiff", ".cub", ".img", ".jp2")
@@ -189,23 +188,14 @@ def backbone_state(net: SSLNet) -> dict[str, torch.Tensor]:
 def pretrain(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_dir: str | None = "runs/cache",
              progress: bool = True, probe: bool = True) -> Path:
     """Run (or continue) pretraining; returns the path of ``backbone.pt``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.num_threads)
-    seed_everything(cfg.seed)
-    device = pick_device()
-    precision = precision_for(device, cfg.precision)
-    contract = cfg.base_contract()
-    cfg.save(out / "config.json")
-    data = load_run_data(cfg, contract, cache_dir=cache_dir, write_split_to=out / "split.json")
+    run = start_run(cfg, out_dir, cache_dir)
+    out, device, precision, contract, data = run.out, run.device, run.precision, run.contract, run.data
     pool = unlabeled_pool(cfg, data, np.random.default_rng([cfg.seed, 1]))
     byol = cfg.ssl_method == "byol"
     net = SSLNet(cfg.arch, cfg.ssl_proj_dim, predictor=byol)
     if cfg.ssl_init:
         load_init(net.backbone, cfg.ssl_init)
-    net.to(device)
-    if precision.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    net = precision.place(net, device)
     report: dict = {"method": cfg.ssl_method, "pool_images": len(pool),
                     "pool_hirise": sum(len(data.splits[s]) for s in cfg.ssl_splits), "init": cfg.ssl_init}
     if probe and not resume:
@@ -215,7 +205,7 @@ def pretrain(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_
     if target is not None:
         target.requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.ssl_lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
+    scaler = precision.make_scaler(device)
     start, history, elapsed_before = 0, [], 0.0
     last = out / "ssl_last.pt"
     if resume and last.is_file():

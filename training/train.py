@@ -17,11 +17,14 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from planet_terrain_plugin.core.contract import ModelContract
 
 from . import checkpoint
 from .augment import augment
@@ -31,7 +34,7 @@ from .losses import class_balanced_weights, inverse_frequency_weights, mixed_kno
 from .metrics import auroc, macro_f1
 from .mixing import mix_batch
 from .model import build_model, class_probs, load_init, output_count, set_backbone_trainable
-from .precision import precision_for
+from .precision import Precision, precision_for
 from .rundata import RunData, load_run_data
 
 #: At most this many "other" validation images are scored each epoch (all of them at calibration).
@@ -127,30 +130,47 @@ def validate(model: torch.nn.Module, data: RunData, n_classes: int) -> dict:
     return out
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_dir: str | None = "runs/cache",
-          progress: bool = True) -> Path:
-    """Run (or continue) training; returns the path of the best checkpoint."""
+@dataclass(frozen=True)
+class RunStart:
+    """What a training or a pretraining run sets up alike before its first step."""
+
+    out: Path
+    device: torch.device
+    precision: Precision
+    contract: ModelContract
+    data: RunData
+
+
+def start_run(cfg: TrainConfig, out_dir: str | Path, cache_dir: str | None) -> RunStart:
+    """Output folder, threads, seeds, device and precision; the config and split written beside the run, so
+    every run folder says how it was made; the data loaded."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     device = pick_device()
     precision = precision_for(device, cfg.precision)
-    print(f"device {device}, {precision.describe()}")
     contract = cfg.base_contract()
     cfg.save(out / "config.json")
     data = load_run_data(cfg, contract, cache_dir=cache_dir, write_split_to=out / "split.json")
+    return RunStart(out, device, precision, contract, data)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_dir: str | None = "runs/cache",
+          progress: bool = True) -> Path:
+    """Run (or continue) training; returns the path of the best checkpoint."""
+    run = start_run(cfg, out_dir, cache_dir)
+    out, device, precision, contract, data = run.out, run.device, run.precision, run.contract, run.data
+    print(f"device {device}, {precision.describe()}")
     n = contract.num_classes
     model = build_model(output_count(cfg, n), cfg.arch)
     two_stage = bool(cfg.init)
     if two_stage:
         left = load_init(model, cfg.init)
         print(f"init from {cfg.init}; left at random init: {left}")
-    model.to(device)
-    if precision.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = precision.place(model, device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
+    scaler = precision.make_scaler(device)
     counts = class_counts(data, n)
     loss_w = None
     if cfg.balance in ("loss_weights", "class_balanced"):
