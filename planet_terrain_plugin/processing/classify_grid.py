@@ -2,7 +2,7 @@
 
 The flow is the house's: cells (``core.grid``) -> pixels per cell (``qgis_io.raster_read``) -> batched
 classification (``core.pipeline.prepare_blocks`` on a reader thread, ``decide_prepared`` on a model thread) ->
-features streamed into the sink on the algorithm's thread, the three overlapping (``core.pipeline.run_ahead``).
+features streamed into the output (``outputs.RunOutput``) on the algorithm's thread, the three overlapping (``core.pipeline.run_ahead``).
 Nothing is held for the whole grid: cells are generated lazily, read and classified ``BATCH_SIZE`` at a time,
 written, dropped; GDAL's block cache is bounded for the run to the source
 blocks of a row of cells (``raster_read.bounded_block_cache``), so memory does not grow with the area read.
@@ -32,7 +32,7 @@ from typing import Iterator
 
 import numpy as np
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsCoordinateTransformContext,
-                       QgsCsException, QgsFeature, QgsFeatureRequest, QgsFeatureSink, QgsField, QgsFields,
+                       QgsCsException, QgsFeature, QgsFeatureRequest, QgsField, QgsFields,
                        QgsGeometry, QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingOutputString, QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterNumber, QgsRectangle, QgsWkbTypes)
@@ -41,16 +41,17 @@ from qgis.PyQt.QtCore import QVariant
 from ..core import grid as core_grid
 from ..core.contract import ModelContract
 from ..core.pipeline import ImageResult, PreparedBatch, decide_prepared, prepare_blocks, run_ahead
-from ..core.session import TerrainModel
+from ..core.session import ModelRunError, ParallelLayout, TerrainModel
 from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
 from ..qgis_io.classify import MIN_EXTENT_PIXELS, BodyError, check_body
 from ..qgis_io.layer_info import CrsInfo, crs_info
-from ..qgis_io.raster_read import (ExtentError, RasterSource, bounded_block_cache, raster_source,
-                                 read_extent, row_block_bytes)
+from ..qgis_io.raster_read import (ExtentError, RasterReadError, RasterSource, bounded_block_cache,
+                                   raster_source, read_extent, row_block_bytes)
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs, same_surface
 from .classification_base import ClassificationAlgorithm
-from .guards import FileOutput, optional_threshold, run_grid_model
+from .guards import optional_threshold, run_grid_model
+from .outputs import RunOutput
 
 #: Fields a grid run adds after ``fields.result_fields``: the cell's row (0 = top) and column in its row.
 ROW_FIELD, COL_FIELD = "row", "col"
@@ -223,7 +224,7 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         if layer is None:
             raise QgsProcessingException("INPUT: no raster layer could be opened from "
                                          f"{parameters.get(self.INPUT)!r}; give a raster file or layer.")
-        output = FileOutput(parameters, self.OUTPUT, context)  # refuses an existing file before any work
+        output = RunOutput(self, parameters, self.OUTPUT, context)  # refuses an existing file before any work
         model, layout = run_grid_model(self, parameters, self.MODEL, context, feedback)
         contract = model.contract
         info = crs_info(layer.crs(), self.body_choice(parameters, context))
@@ -253,59 +254,31 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
                 too_many_cells_message(total, max_cells) + " Use bigger cells, a smaller "
                 "extent or polygons, or raise MAX_CELLS if you really want this many.")
 
-        fields = grid_result_fields(contract)
-        try:
-            sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon,
-                                                 layer.crs())
-        except QgsProcessingException as exc:
-            output.discard()
-            raise output.created_error(exc) from None
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-
         keep = polygon_predicate(polygons) if polygons is not None else None
-        maker = result_fields.FeatureMaker(fields, contract)
-        stats = _Stats()
-        batch_size = self.parameterAsInt(parameters, self.BATCH_SIZE, context)
-        chunk_cells = batch_size * math.ceil(MIN_CHUNK_CELLS / batch_size)  # whole batches of valid cells
-        read_chunk = _ChunkReader(iter(grid), keep, source, contract, chunk_cells, MAX_CHUNK_VISITS)
-        # Three stages overlap: a reader thread walks the grid and reads and preprocesses the next chunks of
-        # cells; model threads run onnxruntime (which releases the GIL) on the chunks before them, in batches of
-        # BATCH_SIZE, two chunks queued per thread so that one finishing first starts the next at once; this
-        # thread writes the oldest chunk and keeps the counts. A few chunks are in memory (MAX_QUEUED_CELLS),
-        # whatever the number of cells. GDAL's block cache would otherwise keep every decoded block of the area
-        # (up to 5 % of RAM): it is held to the blocks of two rows of cells (the reader may be a row ahead) while
-        # the run reads, and given back its limit after.
-        row_bytes = row_block_bytes(source, area.width(), size.height)
-        with bounded_block_cache(2 * row_bytes), \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="planet-terrain-reader") as reader, \
-                ThreadPoolExecutor(max_workers=layout.workers, thread_name_prefix="planet-terrain-model") as runner:
-            roomy = chunk_cells * layout.workers <= MAX_QUEUED_CELLS  # else no chunk queued beyond the running ones
-            prepared = takewhile(lambda chunk: chunk is not None,
-                                 run_ahead(repeat(None), read_chunk, reader, 2 if roomy else 1))
-            decided = run_ahead(prepared, lambda chunk: _decide_chunk(chunk, model, body, threshold, batch_size),
-                                runner, depth=(2 if roomy else 1) * layout.workers)
-            for chunk, results in decided:
-                if feedback.isCanceled():
-                    break
-                features = self._chunk_features(chunk, results, source, model, info, maker, stats)
-                if features and not sink.addFeatures(features, QgsFeatureSink.FastInsert):
-                    error = sink.lastError()
-                    del sink
-                    output.discard()
-                    raise QgsProcessingException(
-                        f"writing to the output failed ({error or 'no reason given'}); the partial file was "
-                        "removed. Check that the destination can be written and that the disk is not full.")
-                feedback.setProgress(100.0 * stats.visited / max(total, 1))
-            decided.close()  # on cancel: nothing more is submitted; the pools wait for the calls in flight
-        if feedback.isCanceled():
-            if self.parameterAsEnum(parameters, self.ON_CANCEL, context) == 1:
-                del sink  # close the file before removing it
-                output.discard()
-                raise QgsProcessingException(f"Cancelled after {stats.visited} of {total} cells; nothing was "
-                                             "written (ON_CANCEL: write nothing).")
-            feedback.reportError(f"Cancelled after {stats.visited} of {total} cells; the output holds the "
-                                 f"{stats.classified} classified so far.", False)
+        run = _GridRun(grid, keep, source, model, layout, info, body, threshold,
+                       self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+                       row_block_bytes(source, area.width(), size.height))
+        output.open(grid_result_fields(contract), QgsWkbTypes.Polygon, layer.crs())
+        try:
+            stats = self._stream(run, output, feedback)
+            if feedback.isCanceled():
+                if self.parameterAsEnum(parameters, self.ON_CANCEL, context) == 1:
+                    raise QgsProcessingException(f"Cancelled after {stats.visited} of {total} cells; nothing was "
+                                                 "written (ON_CANCEL: write nothing).")
+                feedback.reportError(f"Cancelled after {stats.visited} of {total} cells; the output holds the "
+                                     f"{stats.classified} classified so far.", False)
+            dest_id = output.finish(contract)
+        except RasterReadError as exc:
+            output.discard()
+            raise QgsProcessingException(f"{self.INPUT}: {exc}. Nothing was written; check that the file (and, "
+                                         "for a VRT, each of its source files) is complete and readable, then "
+                                         "run again.") from None
+        except ModelRunError as exc:
+            output.discard()
+            raise QgsProcessingException(f"{self.MODEL}: {exc}. Nothing was written.") from None
+        except BaseException:
+            output.discard()
+            raise
         self._report(stats, feedback)
         feedback.setProgress(100)
         return {self.OUTPUT: dest_id, self.CELLS_TOTAL: total, self.CELLS_CLASSIFIED: stats.classified,
@@ -313,6 +286,40 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
                 self.CELL_SIZE_USED: size_value, self.CELL_UNIT_USED: size_unit,
                 self.CLASS_COUNTS: json.dumps(dict(sorted(stats.counts.items()))),
                 self.CLASS_AREAS_M2: json.dumps({k: round(v, 3) for k, v in sorted(stats.areas.items())})}
+
+    def _stream(self, run: "_GridRun", output: RunOutput, feedback) -> "_Stats":
+        """Read, classify and write every cell of ``run``; stops early (keeping what was written) on cancel."""
+        contract, stats, batch_size = run.model.contract, _Stats(), run.batch_size
+        maker = result_fields.FeatureMaker(grid_result_fields(contract), contract)
+        chunk_cells = batch_size * math.ceil(MIN_CHUNK_CELLS / batch_size)  # whole batches of valid cells
+        read_chunk = _ChunkReader(iter(run.grid), run.keep, run.source, contract, chunk_cells, MAX_CHUNK_VISITS)
+        total = max(run.grid.count, 1)
+        # Three stages overlap: a reader thread walks the grid and reads and preprocesses the next chunks of
+        # cells; model threads run onnxruntime (which releases the GIL) on the chunks before them, in batches of
+        # BATCH_SIZE, two chunks queued per thread so that one finishing first starts the next at once; this
+        # thread writes the oldest chunk and keeps the counts. A few chunks are in memory (MAX_QUEUED_CELLS),
+        # whatever the number of cells. GDAL's block cache would otherwise keep every decoded block of the area
+        # (up to 5 % of RAM): it is held to the blocks of two rows of cells (the reader may be a row ahead) while
+        # the run reads, and given back its limit after.
+        workers = run.layout.workers
+        with bounded_block_cache(2 * run.row_bytes), \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="planet-terrain-reader") as reader, \
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="planet-terrain-model") as runner:
+            roomy = chunk_cells * workers <= MAX_QUEUED_CELLS  # else no chunk queued beyond the running ones
+            prepared = takewhile(lambda chunk: chunk is not None,
+                                 run_ahead(repeat(None), read_chunk, reader, 2 if roomy else 1))
+            decided = run_ahead(prepared, lambda chunk: _decide_chunk(chunk, run.model, run.body, run.threshold,
+                                                                      batch_size),
+                                runner, depth=(2 if roomy else 1) * workers)
+            try:
+                for chunk, results in decided:
+                    if feedback.isCanceled():
+                        break
+                    output.add(self._chunk_features(chunk, results, run.source, run.model, run.info, maker, stats))
+                    feedback.setProgress(100.0 * stats.visited / total)
+            finally:
+                decided.close()  # on cancel or error: nothing more is submitted; the pools wait for calls in flight
+        return stats
 
     def _chunk_features(self, prepared: "_PreparedCells", results: list[ImageResult], source: RasterSource,
                         model: TerrainModel, info: CrsInfo, maker: result_fields.FeatureMaker,
@@ -359,6 +366,22 @@ def _area_m2(rect: QgsRectangle, info: CrsInfo) -> float:
 
 
 @dataclass(frozen=True)
+class _GridRun:
+    """What the streaming part of a grid run works from."""
+
+    grid: core_grid.Grid
+    keep: core_grid.CellPredicate | None
+    source: RasterSource
+    model: TerrainModel
+    layout: ParallelLayout
+    info: CrsInfo
+    body: str | None
+    threshold: float | None
+    batch_size: int
+    row_bytes: int  # decoded source blocks one row of cells touches
+
+
+@dataclass(frozen=True)
 class _PreparedCells:
     """A chunk of cells read and preprocessed by the reader thread, waiting for the model."""
 
@@ -394,7 +417,11 @@ class _ChunkReader:
             if self._keep is not None and not self._keep(cell):
                 outside += 1
             else:
-                read = read_cell(self._source, cell, contract.input_size, contract.min_valid_fraction)
+                try:
+                    read = read_cell(self._source, cell, contract.input_size, contract.min_valid_fraction)
+                except RasterReadError as exc:
+                    raise RasterReadError(f"'{self._source.layer_name}' could not be read at the cell in row "
+                                          f"{cell.row}, column {cell.col} ({exc})") from None
                 if read is None or float((~read[1]).mean()) < contract.min_valid_fraction:
                     skipped += 1
                 else:
@@ -511,6 +538,8 @@ def read_cell(source: RasterSource, cell: core_grid.Cell, input_size: int, min_v
         return None
     try:
         block = read_extent(source, full, input_size)
+    except RasterReadError:
+        raise
     except ExtentError:
         return None
     data, mask, got = block.data, block.nodata_mask, block.extent
