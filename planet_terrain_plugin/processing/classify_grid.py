@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsCoordinateTransformContext,
-                       QgsCsException, QgsFeature, QgsFeatureRequest, QgsField, QgsFields,
+from qgis.core import (QgsFeature, QgsFeatureRequest, QgsField, QgsFields,
                        QgsGeometry, QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingOutputString, QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterNumber, QgsRectangle, QgsWkbTypes)
@@ -44,11 +43,12 @@ from ..core.pipeline import ImageResult, PreparedBatch, decide_prepared, prepare
 from ..core.session import ModelRunError, ParallelLayout, TerrainModel
 from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
-from ..qgis_io.classify import MIN_EXTENT_PIXELS, BodyError, check_body
+from ..qgis_io.classify import (MIN_EXTENT_PIXELS, BodyError, check_body, check_geographic_extent,
+                                check_geographic_raster)
 from ..qgis_io.layer_info import CrsInfo, crs_info
 from ..qgis_io.raster_read import (ExtentError, RasterReadError, RasterSource, bounded_block_cache,
                                    raster_source, read_extent, row_block_bytes)
-from ..qgis_io.transform import CrsMismatchError, rect_to_crs, same_surface
+from ..qgis_io.transform import CrsMismatchError, geometries_to_crs, rect_to_crs
 from .classification_base import ClassificationAlgorithm
 from .guards import optional_threshold, run_grid_model
 from .outputs import RunOutput
@@ -69,16 +69,18 @@ MAX_CHUNK_VISITS = 512
 MAX_QUEUED_CELLS = 512
 
 
-def too_many_cells_message(total: int, max_cells: int) -> str:
-    """The refusal of an oversized grid; :func:`cells_in_refusal` reads the count back (the panel asks first)."""
-    return f"The grid has {total:,} cells, more than MAX_CELLS ({max_cells:,})."
+def too_many_cells_message(total: int, max_cells: int, exact: bool = True) -> str:
+    """The refusal of an oversized grid; :func:`cells_in_refusal` reads the count back (the panel asks first).
+    Not ``exact``: ``total`` is an upper bound a little above the count (``core.grid.Grid.count_or_bound``), so a
+    run allowed that many cells is not refused again."""
+    return f"The grid has {'' if exact else 'about '}{total:,} cells, more than MAX_CELLS ({max_cells:,})."
 
 
 def cells_in_refusal(message: str) -> int | None:
     """The cell count of a :func:`too_many_cells_message`, or None for any other message."""
     import re
 
-    match = re.search(r"The grid has ([\d,]+) cells, more than MAX_CELLS", message)
+    match = re.search(r"The grid has (?:about )?([\d,]+) cells, more than MAX_CELLS", message)
     return int(match.group(1).replace(",", "")) if match else None
 
 
@@ -156,14 +158,44 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.CLASS_AREAS_M2, "Area per label in m² (JSON)"))
 
     # -- parameters -> plain values --------------------------------------------------------------------------
-    def _area(self, parameters, context, layer, polygons: list[QgsGeometry] | None) -> QgsRectangle:
-        area = QgsRectangle(layer.extent())
+    def checkParameterValues(self, parameters, context):  # noqa: N802 -- QGIS's name
+        """Also refuse NaN and infinities in the numbers, naming the parameter and its valid range: QGIS's range
+        check lets NaN through (it is neither below a minimum nor above a maximum) and names no range."""
+        for name in (self.CELL_SIZE, self.OVERLAP, self.BATCH_SIZE, self.MAX_CELLS):
+            problem = self._number_problem(parameters, name, context)
+            if problem:
+                return False, problem
+        return super().checkParameterValues(parameters, context)
+
+    def _number_problem(self, parameters, name: str, context) -> str | None:
+        """Why the number parameter ``name`` cannot be used (not finite), or None; the range comes from its
+        definition."""
+        if parameters.get(name) in (None, ""):
+            return None
+        value = self.parameterAsDouble(parameters, name, context)
+        if math.isfinite(value):
+            return None
+        definition = self.parameterDefinition(name)
+        kind = "a whole number" if definition.dataType() == QgsProcessingParameterNumber.Integer else "a number"
+        low, high = definition.minimum(), definition.maximum()
+        valid = f"{kind} between {low:g} and {high:g}" if high < 1e300 else f"{kind} of at least {low:g}"
+        default = " (empty or 0: the model's input size in pixels)" if name == self.CELL_SIZE else ""
+        return f"{name}: {value} is not a finite number; give {valid}{default}."
+
+    def _area(self, parameters, context, source: RasterSource, info: CrsInfo,
+              polygons: list[QgsGeometry] | None) -> QgsRectangle:
+        area = QgsRectangle(source.extent)
+        try:
+            check_geographic_raster(source, info)
+        except ExtentError as exc:
+            raise QgsProcessingException(f"INPUT: {exc}") from None
         if parameters.get(self.EXTENT) not in (None, ""):
             extent = self.parameterAsExtent(parameters, self.EXTENT, context)
             extent_crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
             try:
-                extent = rect_to_crs(extent, extent_crs, layer.crs(), context.transformContext())
-            except CrsMismatchError as exc:
+                extent = rect_to_crs(extent, extent_crs, source.crs, context.transformContext())
+                extent = check_geographic_extent(source, extent, info)
+            except (CrsMismatchError, ExtentError) as exc:
                 raise QgsProcessingException(f"EXTENT: {exc}") from None
             area = area.intersect(extent)
         if polygons is not None:
@@ -175,7 +207,8 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         if area.isNull() or area.isEmpty():
             raise QgsProcessingException("The area to classify does not overlap the raster: check EXTENT/POLYGONS "
                                          "and that they are in (or transformable to) the raster's CRS.")
-        return snap_to_pixels(area, layer.extent(), layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY())
+        px, py = source.pixel_size
+        return snap_to_pixels(area, source.extent, px, py)
 
     def _polygons(self, parameters, context, layer, feedback) -> list[QgsGeometry] | None:
         if parameters.get(self.POLYGONS) in (None, ""):
@@ -235,7 +268,7 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
             raise QgsProcessingException(str(exc)) from None
         threshold = optional_threshold(self, parameters, self.THRESHOLD, context)
         polygons = self._polygons(parameters, context, layer, feedback)
-        area = self._area(parameters, context, layer, polygons)
+        area = self._area(parameters, context, source, info, polygons)
         size, size_value, size_unit = self._cell_size(parameters, context, model, info, source, feedback)
         px, py = source.pixel_size
         if min(size.width / px, size.height / py) < MIN_EXTENT_PIXELS - 1e-6:
@@ -246,12 +279,12 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         overlap = self.parameterAsDouble(parameters, self.OVERLAP, context)
         grid = core_grid.Grid(core_grid.Extent(area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum()),
                               size, overlap, edge="extend")
-        total = grid.count
-        max_cells = self.parameterAsInt(parameters, self.MAX_CELLS, context)
-        feedback.pushInfo(f"Grid: {grid.rows} rows, {total} cells over {area.toString(4)}")
+        max_cells = int(self.parameterAsDouble(parameters, self.MAX_CELLS, context))  # may exceed 32 bits
+        total, exact = grid.count_or_bound(max_cells)
+        feedback.pushInfo(f"Grid: {grid.rows} rows, {'' if exact else 'about '}{total} cells over {area.toString(4)}")
         if total > max_cells:
             raise QgsProcessingException(
-                too_many_cells_message(total, max_cells) + " Use bigger cells, a smaller "
+                too_many_cells_message(total, max_cells, exact) + " Use bigger cells, a smaller "
                 "extent or polygons, or raise MAX_CELLS if you really want this many.")
 
         keep = polygon_predicate(polygons) if polygons is not None else None
@@ -472,34 +505,6 @@ def snap_to_pixels(area: QgsRectangle, raster: QgsRectangle, px: float, py: floa
     y1 = raster.yMaximum() - math.floor((raster.yMaximum() - area.yMaximum()) / py + eps) * py
     y0 = raster.yMaximum() - math.ceil((raster.yMaximum() - area.yMinimum()) / py - eps) * py
     return QgsRectangle(x0, y0, x1, y1).intersect(raster)
-
-
-def geometries_to_crs(geoms: list[QgsGeometry], src: QgsCoordinateReferenceSystem,
-                      dst: QgsCoordinateReferenceSystem, context: QgsCoordinateTransformContext) -> list[QgsGeometry]:
-    """Polygons in the raster's CRS, with the same planetary rules as ``transform.rect_to_crs``."""
-    if not src.isValid() or src == dst:
-        return geoms
-    attempts = [(src, dst)]
-    if same_surface(src, dst):
-        attempts.append((QgsCoordinateReferenceSystem.fromProj(src.toProj()),
-                         QgsCoordinateReferenceSystem.fromProj(dst.toProj())))
-    for a, b in attempts:
-        transform = QgsCoordinateTransform(a, b, context)
-        if not transform.isValid():
-            continue
-        try:
-            out = []
-            for g in geoms:
-                copy = QgsGeometry(g)
-                copy.transform(transform)
-                out.append(copy)
-            return out
-        except QgsCsException:
-            continue
-    if same_surface(src, dst) and src.toProj() == dst.toProj():
-        return geoms
-    raise CrsMismatchError(f"the polygons' CRS '{src.description()}' cannot be transformed to the raster's CRS "
-                           f"'{dst.description()}' (different bodies or an unknown datum); reproject them first.")
 
 
 #: Share of a cell that must lie inside the polygons for the cell to count as overlapping them: more than

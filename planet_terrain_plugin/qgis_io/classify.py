@@ -19,6 +19,7 @@ from . import layer_info
 from .fields import Provenance, utc_now
 from .layer_info import CrsInfo
 from .raster_read import ExtentError, RasterSource, clip_extent, read_extent
+from .transform import to_raster_longitudes
 
 #: Fewest source pixels an extent must span along its shorter side to be classified. The model input is made by
 #: resizing the block to ``input_size`` (224 px for the shipped model, from 227 px training crops); a block of a
@@ -80,15 +81,34 @@ def gsd_note(gsd: float, contract: ModelContract) -> str | None:
     return None
 
 
-def check_geographic_extent(source: RasterSource, extent: QgsRectangle, info: CrsInfo) -> None:
-    """Refuse an extent that crosses a pole or the longitude seam of a geographic (degree) raster.
+def check_geographic_raster(source: RasterSource, info: CrsInfo) -> None:
+    """Refuse a geographic (degree) raster wider than the globe: its geotransform is mislabelled, so every
+    position, ground size and area computed from it would be wrong (a 720° raster would report twice the
+    body's surface). One pixel of slack allows for a global raster whose edge pixels overlap."""
+    px, _ = source.pixel_size
+    width = source.extent.width()
+    if info.degrees and width > 360.0 + px * (1 + 1e-9):
+        raise ExtentError(
+            f"the raster '{source.layer_name}' spans {width:g}° of longitude, more than the whole globe (360°): its "
+            "geotransform (origin or pixel size) is wrong, so no position or area on it can be trusted. Fix its "
+            "georeferencing, e.g. gdal_edit.py -a_ullr <west> <north> <east> <south> (or -a_srs when the CRS is "
+            "wrong), and try again.")
 
-    Refused rather than clipped or split: clipping would silently drop the part of the area the user asked
-    about (it lies at the opposite edge of the image), and splitting would make one label out of two images.
-    Half a pixel of slack allows for rectangles snapped by hand to the edge.
+
+def check_geographic_extent(source: RasterSource, extent: QgsRectangle, info: CrsInfo) -> QgsRectangle:
+    """``extent`` in the raster's longitudes; refused when it crosses a pole or the longitude seam of a geographic
+    (degree) raster, or when the raster is wider than the globe (:func:`check_geographic_raster`).
+
+    An extent written in the other longitude convention (-60..-20 for a raster of 0..360) is moved by 360° onto
+    the raster (``transform.to_raster_longitudes``). One that crosses the seam is refused rather than clipped or
+    split: clipping would silently drop the part of the area the user asked about (it lies at the opposite edge
+    of the image), and splitting would make one label out of two images. Half a pixel of slack allows for
+    rectangles snapped by hand to the edge.
     """
     if not info.degrees:
-        return
+        return extent
+    check_geographic_raster(source, info)
+    extent = to_raster_longitudes(extent, source.extent)
     px, py = source.pixel_size
     for lat in (extent.yMaximum(), extent.yMinimum()):
         if abs(lat) > 90.0 + py / 2:
@@ -106,6 +126,7 @@ def check_geographic_extent(source: RasterSource, extent: QgsRectangle, info: Cr
                 f"the extent crosses longitude {seam:g}°, where this global raster wraps around (the antimeridian "
                 "seam): its two parts lie at opposite edges of the image. Classify each side of the seam "
                 "separately, or use a copy of the raster centred elsewhere.")
+    return extent
 
 
 def check_extent_size(source: RasterSource, extent: QgsRectangle) -> None:
@@ -131,7 +152,7 @@ def classify_extent(source: RasterSource, extent: QgsRectangle, model: TerrainMo
     """
     contract = model.contract
     body = check_body(info, contract)
-    check_geographic_extent(source, extent, info)
+    extent = check_geographic_extent(source, extent, info)
     check_extent_size(source, clip_extent(source, extent))
     report = progress or (lambda _p: None)
     stop = cancelled or (lambda: False)
