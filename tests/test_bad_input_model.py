@@ -19,7 +19,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 from osgeo import gdal, osr
-from qgis.core import Qgis, QgsProcessingException, QgsProject, QgsRasterLayer
+from qgis.core import Qgis, QgsProcessingException, QgsProcessingFeedback, QgsProject, QgsRasterLayer
 
 from conftest import APOLLO, MARS_EQUI, raster_path, wait_until
 from model_factory import build_tiny_model, tiny_contract, tiny_weights, write_model
@@ -40,11 +40,23 @@ DARK_DUNE = HIRISE_V3 / "map-proj-v3" / "ESP_018720_2655_RED-0140.jpg"
 SERVED = "Mars, Moon, Vesta"
 
 
-def run(alg: str = EXTENT_ALG, **params):
+class Recorder(QgsProcessingFeedback):
+    """A real Processing feedback that keeps what the algorithm logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.infos: list[str] = []
+
+    def pushInfo(self, info):  # noqa: N802 -- QGIS's name
+        self.infos.append(info)
+        super().pushInfo(info)
+
+
+def run(alg: str = EXTENT_ALG, feedback: QgsProcessingFeedback | None = None, **params):
     import processing
 
     params.setdefault("OUTPUT", "memory:")
-    return processing.run(alg, params)
+    return processing.run(alg, params, feedback=feedback)
 
 
 def refused(match: str, alg: str = EXTENT_ALG, **params) -> str:
@@ -202,8 +214,10 @@ def _assert_invalid(feature_or_decision) -> None:
 
 @pytest.mark.parametrize("raster, cell_px", [(MARS_EQUI, 25), (APOLLO, 200)])
 def test_non_finite_output_abstains_in_processing(bad_output_model, raster, cell_px):
-    res = run(INPUT=str(raster_path(raster)), MODEL=str(bad_output_model))
+    feedback = Recorder()
+    res = run(feedback=feedback, INPUT=str(raster_path(raster)), MODEL=str(bad_output_model))
     assert res["LABEL"] == "unknown"
+    assert f"Note: {calibrate.INVALID_OUTPUT_NOTE}" in feedback.infos  # said, not only stored
     assert res["CONFIDENCE"] is None or math.isfinite(res["CONFIDENCE"])
     (feature,) = res["OUTPUT"].getFeatures()
     _assert_invalid(feature)

@@ -12,6 +12,7 @@ from typing import Callable
 from qgis.core import QgsRectangle
 
 from ..core.bodies import EARTH
+from ..core.calibrate import INVALID_OUTPUT_NOTE, Reason
 from ..core.contract import ModelContract
 from ..core.pipeline import ImageResult, classify_blocks
 from ..core.session import TerrainModel
@@ -167,6 +168,8 @@ def classify_extent(source: RasterSource, extent: QgsRectangle, model: TerrainMo
     note = gsd_note(gsd, contract)
     if note:
         notes.append(note)
+    if result.decision is not None and result.decision.reason is Reason.INVALID_OUTPUT:
+        notes.append(INVALID_OUTPUT_NOTE)
     provenance = Provenance(body=info.body_name, gsd_m=gsd, source_layer=source.layer_name,
                             model=contract.model_name, model_version=contract.model_version,
                             provider=model.provider, created_utc=utc_now())
