@@ -19,50 +19,24 @@ import onnx
 import pytest
 from onnx import numpy_helper
 from osgeo import gdal, osr
-from qgis.core import Qgis, QgsProcessingException, QgsProcessingFeedback, QgsProject, QgsRasterLayer
+from qgis.core import Qgis, QgsProject, QgsRasterLayer
 
 from conftest import APOLLO, MARS_EQUI, raster_path, wait_until
 from model_factory import build_tiny_model, tiny_contract, tiny_weights, write_model
 from paths import HIRISE_V3
-from planet_terrain_plugin.core import session as session_mod
 from planet_terrain_plugin.core import bodies, calibrate
+from planet_terrain_plugin.core import session as session_mod
 from planet_terrain_plugin.core.bodies import detect_body
 from planet_terrain_plugin.core.calibrate import decide
 from planet_terrain_plugin.core.contract import KEY_PREFIX, ContractError, read_contract
 from planet_terrain_plugin.core.pipeline import classify_blocks
 from planet_terrain_plugin.gui.controller import ClassifyController
 from planet_terrain_plugin.qgis_io.layer_info import BODY_CHOICES
+from test_bad_input import EXTENT_ALG, GRID_ALG, Recorder, refused, run
 
-EXTENT_ALG = "planet_terrain:classify_extent"
-GRID_ALG = "planet_terrain:classify_grid"
 #: A HiRISE crop of dark dunes (class 2 in labels-map-proj-v3.txt), 227 x 227 px.
 DARK_DUNE = HIRISE_V3 / "map-proj-v3" / "ESP_018720_2655_RED-0140.jpg"
 SERVED = "Mars, Moon, Vesta"
-
-
-class Recorder(QgsProcessingFeedback):
-    """A real Processing feedback that keeps what the algorithm logged."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.infos: list[str] = []
-
-    def pushInfo(self, info):  # noqa: N802 -- QGIS's name
-        self.infos.append(info)
-        super().pushInfo(info)
-
-
-def run(alg: str = EXTENT_ALG, feedback: QgsProcessingFeedback | None = None, **params):
-    import processing
-
-    params.setdefault("OUTPUT", "memory:")
-    return processing.run(alg, params, feedback=feedback)
-
-
-def refused(match: str, alg: str = EXTENT_ALG, **params) -> str:
-    with pytest.raises(QgsProcessingException, match=match) as info:
-        run(alg, **params)
-    return str(info.value)
 
 
 @pytest.fixture(autouse=True)
@@ -147,10 +121,7 @@ def test_raster_of_another_body_is_refused_by_both_algorithms(other_body, tiny_m
     assert feature["body"] == "Mars"
 
 
-def test_map_tool_refuses_a_raster_of_another_body(qgis_iface, qgis_new_project, tiny_model, tmp_path):
-    bar = qgis_iface.messageBar()
-    for level in bar.messages:
-        bar.messages[level] = []
+def test_map_tool_refuses_a_raster_of_another_body(qgis_iface, qgis_new_project, bar, tiny_model, tmp_path):
     path = _dune_tif(tmp_path / "titan.tif", _iau_wkt("IAU_2015:60610"), False)
     layer = QgsRasterLayer(str(path), "titan")
     QgsProject.instance().addMapLayer(layer)

@@ -39,10 +39,17 @@ BY_NAME = {b.name: b for b in ALL_BODIES}
 _ELLIPSOID = re.compile(r'(?:ELLIPSOID|SPHEROID)\s*\[\s*"([^"]*)"\s*,\s*([0-9.eE+-]+)', re.IGNORECASE)
 #: IAU codes as WKT2 (``ID["IAU",60600,2015]``) and WKT1 (``AUTHORITY["IAU","60600"]``) write them.
 _IAU_CODE = re.compile(r'(?:ID|AUTHORITY)\s*\[\s*"IAU(?:_2015)?"\s*,\s*"?(\d+)', re.IGNORECASE)
-_NAME_WORDS = re.compile(r'(?:GEOGCRS|GEOGCS|GEODCRS|BASEGEOGCRS|BASEGEODCRS|DATUM|ELLIPSOID|SPHEROID|PROJCRS|PROJCS)'
-                         r'\s*\[\s*"([^"]*)"', re.IGNORECASE)
 #: Where a WKT names its body, most direct first: the ellipsoid, the datum, the geographic CRS.
 _NAMING_KEYWORDS = (("ELLIPSOID", "SPHEROID"), ("DATUM",), ("GEOGCRS", "GEOGCS", "GEODCRS", "BASEGEOGCRS", "BASEGEODCRS"))
+
+
+def _named(keywords: tuple[str, ...]) -> re.Pattern:
+    """The quoted names of the WKT nodes ``keywords`` (``DATUM["D_Mars", ...]`` -> ``D_Mars``)."""
+    return re.compile(r'\b(?:' + "|".join(keywords) + r')\s*\[\s*"([^"]*)"', re.IGNORECASE)
+
+
+_NAMING = tuple(_named(k) for k in _NAMING_KEYWORDS)
+_NAME_WORDS = _named(sum(_NAMING_KEYWORDS, ("PROJCRS", "PROJCS")))
 #: Words around a body's name in ellipsoid, datum and CRS names that say nothing about the body
 #: (``D_Mars``, ``GCS_Titan``, ``Vesta_localRadius``, ``Mercury (2015) - Sphere``, ``unnamed ellipse``).
 _GENERIC_WORDS = frozenset({
@@ -90,9 +97,8 @@ def _by_name_words(wkt: str) -> Body | None:
 def named_body(wkt: str) -> str | None:
     """The body a CRS's names give ("Titan" for ``ELLIPSOID["Titan (2015) - Sphere",...]``, "Mars" for
     ``SPHEROID["Mars_localRadius",...]``), or None when they are generic ("unnamed ellipse")."""
-    for keywords in _NAMING_KEYWORDS:
-        pattern = r'(?<![A-Z])(?:' + "|".join(keywords) + r')\s*\[\s*"([^"]*)"'
-        for name in re.findall(pattern, wkt or "", re.IGNORECASE):
+    for pattern in _NAMING:
+        for name in pattern.findall(wkt or ""):
             core = re.sub(r"\([^)]*\)", " ", name.split(" - ")[0])
             words = [w for w in re.split(r"[^A-Za-z0-9]+", core)
                      if len(w) > 1 and not w.isdigit() and w.lower() not in _GENERIC_WORDS]
