@@ -138,6 +138,20 @@ def test_map_tool_refuses_a_raster_of_another_body(qgis_iface, qgis_new_project,
         QgsProject.instance().removeAllMapLayers()
 
 
+def test_a_name_of_ours_on_a_foreign_radius_is_refused_saying_so(qgis_app):
+    from qgis.core import QgsCoordinateReferenceSystem
+
+    from planet_terrain_plugin.qgis_io.classify import BodyError, check_body
+    from planet_terrain_plugin.qgis_io.layer_info import crs_info
+
+    small_mars = QgsCoordinateReferenceSystem.fromWkt(
+        'GEOGCS["GCS_Mars",DATUM["D_Mars",SPHEROID["Mars",1000,0]],PRIMEM["Greenwich",0],'
+        'UNIT["degree",0.0174532925199433]]')
+    with pytest.raises(BodyError, match=r"names Mars, but its radius \(1\.0 km\) or authority code is another "
+                                        rf"body's; this model knows terrain on {SERVED} only"):
+        check_body(crs_info(small_mars), tiny_contract())
+
+
 def test_the_shared_rasters_and_earth_keep_their_bodies():
     """Regression guard for the detection change: our bodies are still found by name, code or radius."""
     assert detect_body(_iau_wkt("IAU_2015:49900")).name == "Mars"

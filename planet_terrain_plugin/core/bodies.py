@@ -107,12 +107,17 @@ def named_body(wkt: str) -> str | None:
     return None
 
 
+def body_in_name(name: str) -> Body | None:
+    """Which of our bodies a name such as :func:`named_body` returns names ("Mars 2000" -> Mars), if any."""
+    return _by_words(set(_words(name)))
+
+
 def _names_another_body(wkt: str, codes: list[int]) -> bool:
     """The CRS names a body that is none of ours: by an IAU code, or by the name of its ellipsoid or datum."""
     if any(_by_code(code) is None for code in codes):
         return True
     name = named_body(wkt)
-    return name is not None and _by_words(set(_words(name))) is None
+    return name is not None and body_in_name(name) is None
 
 
 def _by_radius(radius: float | None) -> Body | None:

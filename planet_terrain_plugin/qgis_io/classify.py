@@ -11,6 +11,7 @@ from typing import Callable
 
 from qgis.core import QgsRectangle
 
+from ..core import bodies
 from ..core.bodies import EARTH
 from ..core.calibrate import INVALID_OUTPUT_NOTE, Reason
 from ..core.contract import ModelContract
@@ -73,7 +74,7 @@ def check_body(info: CrsInfo, contract: ModelContract) -> str:
         raise BodyError(f"the layer's CRS ('{info.description}') is an Earth CRS, and this model knows terrain on "
                         f"{served} only. {way_out}")
     if body.name not in contract.bodies:
-        raise BodyError(f"the model '{contract.model_name}' was made for {', '.join(contract.bodies)}, not "
+        raise BodyError(f"the model '{contract.model_name}' was made for {served}, not "
                         f"{body.name}; choose another model or override the body if the CRS is mislabelled.")
     return body.name
 
@@ -81,6 +82,9 @@ def check_body(info: CrsInfo, contract: ModelContract) -> str:
 def _unknown_body(info: CrsInfo, served: str) -> str:
     """What a CRS that identifies none of our bodies says instead: another body's name, or a foreign radius."""
     radius = f"{info.radius_m / 1000:,.1f} km" if info.radius_m else None
+    ours = bodies.body_in_name(info.named) if info.named else None
+    if ours is not None:  # one of our names on an ellipsoid of another size (or another body's code)
+        return f"names {ours.name}, but its radius ({radius or 'none given'}) or authority code is another body's"
     if info.named:
         return f"is for {info.named}" + (f" (radius {radius})" if radius else "")
     if radius:
