@@ -157,6 +157,7 @@ def test_the_shared_rasters_and_earth_keep_their_bodies():
     assert detect_body(_iau_wkt("IAU_2015:49900")).name == "Mars"
     assert detect_body(_iau_wkt("IAU_2015:30110")).name == "Moon"
     assert detect_body(_isis_wkt("Vesta", 262700, True)).name == "Vesta"
+    assert detect_body(_isis_wkt("LOLA", 1737400, False)).name == "Moon"  # an instrument's name is not a body
     assert detect_body(gdal.Open(str(raster_path(APOLLO))).GetProjection()).name == "Moon"  # unnamed, lunar radius
     assert bodies.named_body(gdal.Open(str(raster_path(APOLLO))).GetProjection()) is None
     assert bodies.named_body(gdal.Open(str(raster_path(MARS_EQUI))).GetProjection()) == "Mars"

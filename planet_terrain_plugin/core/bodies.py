@@ -27,8 +27,13 @@ class Body:
     names: tuple[str, ...]  # lower-case words that name it in WKT
 
 
-MARS = Body("Mars", 3389500.0, (3.30e6, 3.45e6), 49900, ("mars", "martian"))
-MOON = Body("Moon", 1737400.0, (1.70e6, 1.78e6), 30100, ("moon", "lunar", "luna"))
+#: Names include the instruments and missions whose products name their ellipsoid after them ("MOLA", "LOLA"):
+#: a name that is none of ours makes a radius-only match untrusted (:func:`detect_body`).
+MARS = Body("Mars", 3389500.0, (3.30e6, 3.45e6), 49900, ("mars", "martian", "areocentric", "areographic", "mola",
+                                                        "hrsc", "ctx", "hirise", "themis"))
+MOON = Body("Moon", 1737400.0, (1.70e6, 1.78e6), 30100, ("moon", "lunar", "luna", "selene", "selenocentric",
+                                                        "selenographic", "lola", "lroc", "apollo", "kaguya",
+                                                        "clementine"))
 VESTA = Body("Vesta", 262700.0, (2.0e5, 3.0e5), 200000400, ("vesta",))
 EARTH = Body("Earth", 6371008.8, (6.30e6, 6.40e6), 39900, ("earth", "wgs", "wgs84", "grs", "grs80", "nad",
                                                              "etrs", "osgb", "clarke", "bessel"))
