@@ -264,7 +264,7 @@ def _broken_number_model(folder: Path, key: str, value: str) -> Path:
 def test_non_finite_contract_numbers_are_refused(tmp_path, key, value, words):
     session_mod.clear_cache()
     path = _broken_number_model(tmp_path, key, value)
-    pattern = rf"Model '{path}': key '{KEY_PREFIX}{key}' .*{words}"
+    pattern = rf"Model '{path}': key '{KEY_PREFIX}{key}' .*{words}.* Re-export the model with `make export`\."
     with pytest.raises(ContractError, match=pattern):
         session_mod.load_model(str(path))
     refused(f"MODEL: {pattern}", INPUT=str(raster_path(APOLLO)), MODEL=str(path))

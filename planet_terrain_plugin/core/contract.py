@@ -233,7 +233,7 @@ class ModelContract:
         try:
             return cls(**fields)
         except ContractError as exc:  # validation ran with source "<in memory>": name the real file
-            raise ContractError(source, exc.key, exc.problem) from None
+            raise ContractError(source, exc.key, exc.problem, "Re-export the model with `make export`.") from None
 
 
 class _KeyReader:
