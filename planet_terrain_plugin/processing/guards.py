@@ -7,7 +7,7 @@ import os
 
 from qgis.core import QgsMapLayer, QgsProcessingException, QgsRasterLayer
 
-from ..core.contract import ContractError
+from ..core.contract import ContractError, check_model_file
 from ..core.models import NoModelError
 from ..core.session import ParallelLayout, TerrainModel
 from ..qgis_io.model_choice import load_grid_model, load_run_model
@@ -35,6 +35,21 @@ def _loaded(load, name: str):
         return load()
     except (NoModelError, ContractError, ImportError, ValueError, RuntimeError) as exc:
         raise QgsProcessingException(f"{name}: {exc}") from None
+
+
+def model_problem(parameters: dict, name: str) -> str | None:
+    """Why the model file parameter ``name`` cannot be a model (a folder, a missing or empty file), or None.
+
+    Checked before QGIS's own check of the file parameter, which says only "Incorrect parameter value" for a
+    folder."""
+    value = parameters.get(name)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        check_model_file(value)
+    except ContractError as exc:
+        return f"{name}: {exc}"
+    return None
 
 
 def optional_threshold(alg, parameters: dict, name: str, context) -> float | None:

@@ -11,7 +11,9 @@ from typing import Callable
 
 from qgis.core import QgsRectangle
 
+from ..core import bodies
 from ..core.bodies import EARTH
+from ..core.calibrate import INVALID_OUTPUT_NOTE, Reason
 from ..core.contract import ModelContract
 from ..core.pipeline import ImageResult, classify_blocks
 from ..core.session import TerrainModel
@@ -51,23 +53,44 @@ class ExtentOutcome:
         return self.result.decision is not None
 
 
-def check_body(info: CrsInfo, contract: ModelContract) -> str | None:
-    """The body name to classify for (None: unknown), or :class:`BodyError` when the model cannot serve it."""
+def check_body(info: CrsInfo, contract: ModelContract) -> str:
+    """The body name to classify for, or :class:`BodyError` when the model cannot serve it.
+
+    A body the CRS does not identify as one of the model's is refused, never classified with every class: the
+    classes and the per-body removal are those of the model's bodies, so a Titan or Mercury raster would get
+    Martian labels. The way out is the user's override, for a CRS that mislabels a body we know.
+    """
     body = info.body
     if not info.valid and not info.overridden:
         raise BodyError("the layer has no coordinate reference system, so neither its body (Mars, Moon, Vesta) nor "
                         "its ground pixel size is known. Set the layer's CRS (Layer Properties > Source) or choose "
                         "the body explicitly (BODY parameter / Planet Terrain > Body menu).")
+    served = ", ".join(contract.bodies)
+    way_out = ("If the raster really shows one of those, choose its body explicitly (BODY parameter / plugin "
+               "setting).")
     if body is None:
-        return None
+        raise BodyError(f"the layer's CRS ('{info.description}') {_unknown_body(info, served)}; this model knows "
+                        f"terrain on {served} only. {way_out}")
     if body is EARTH and not info.overridden:
         raise BodyError(f"the layer's CRS ('{info.description}') is an Earth CRS, and this model knows terrain on "
-                        f"{', '.join(contract.bodies)} only. If the raster really shows one of those, choose its "
-                        "body explicitly (BODY parameter / plugin setting).")
+                        f"{served} only. {way_out}")
     if body.name not in contract.bodies:
-        raise BodyError(f"the model '{contract.model_name}' was made for {', '.join(contract.bodies)}, not "
+        raise BodyError(f"the model '{contract.model_name}' was made for {served}, not "
                         f"{body.name}; choose another model or override the body if the CRS is mislabelled.")
     return body.name
+
+
+def _unknown_body(info: CrsInfo, served: str) -> str:
+    """What a CRS that identifies none of our bodies says instead: another body's name, or a foreign radius."""
+    radius = f"{info.radius_m / 1000:,.1f} km" if info.radius_m else None
+    ours = bodies.body_in_name(info.named) if info.named else None
+    if ours is not None:  # one of our names on an ellipsoid of another size (or another body's code)
+        return f"names {ours.name}, but its radius ({radius or 'none given'}) or authority code is another body's"
+    if info.named:
+        return f"is for {info.named}" + (f" (radius {radius})" if radius else "")
+    if radius:
+        return f"names no body, and its radius ({radius}) fits none of {served}"
+    return "names no body and gives no radius, so its body is unknown"
 
 
 def gsd_note(gsd: float, contract: ModelContract) -> str | None:
@@ -170,6 +193,8 @@ def classify_extent(source: RasterSource, extent: QgsRectangle, model: TerrainMo
     note = gsd_note(gsd, contract)
     if note:
         notes.append(note)
+    if result.decision is not None and result.decision.reason is Reason.INVALID_OUTPUT:
+        notes.append(INVALID_OUTPUT_NOTE)
     provenance = Provenance(body=info.body_name, gsd_m=gsd, source_layer=source.layer_name,
                             model=contract.model_name, model_version=contract.model_version,
                             provider=model.provider, created_utc=utc_now())
