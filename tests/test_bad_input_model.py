@@ -207,8 +207,10 @@ def test_non_finite_output_abstains_in_processing(bad_output_model, raster, cell
     assert res["CONFIDENCE"] is None or math.isfinite(res["CONFIDENCE"])
     (feature,) = res["OUTPUT"].getFeatures()
     _assert_invalid(feature)
-    grid = run(GRID_ALG, INPUT=str(raster_path(raster)), MODEL=str(bad_output_model), CELL_SIZE=cell_px,
-               CELL_UNIT=1)
+    grid_feedback = Recorder()
+    grid = run(GRID_ALG, feedback=grid_feedback, INPUT=str(raster_path(raster)), MODEL=str(bad_output_model),
+               CELL_SIZE=cell_px, CELL_UNIT=1)
+    assert f"{grid['CELLS_CLASSIFIED']} cell(s): {calibrate.INVALID_OUTPUT_NOTE}" in grid_feedback.errors
     features = list(grid["OUTPUT"].getFeatures())
     assert features and grid["CELLS_CLASSIFIED"] == len(features)
     for f in features:

@@ -38,6 +38,7 @@ from qgis.core import (QgsFeature, QgsFeatureRequest, QgsField, QgsFields,
 from qgis.PyQt.QtCore import QVariant
 
 from ..core import grid as core_grid
+from ..core.calibrate import INVALID_OUTPUT_NOTE, Reason
 from ..core.contract import ModelContract
 from ..core.pipeline import ImageResult, PreparedBatch, decide_prepared, prepare_blocks, run_ahead
 from ..core.session import ModelRunError, ParallelLayout, TerrainModel
@@ -377,6 +378,8 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
                     body=info.body_name, gsd_m=layer_info.gsd_m(info, read_extent_, width, height),
                     source_layer=source.layer_name, model=contract.model_name, model_version=contract.model_version,
                     provider=model.provider, created_utc=created)
+            if result.decision.reason is Reason.INVALID_OUTPUT:
+                stats.invalid += 1
             extra = {ROW_FIELD: cell.row, COL_FIELD: cell.col}
             features.append(maker.make(covered, result.decision, provenance, extra))
             stats.add(result.decision.label, _area_m2(covered, info))
@@ -387,6 +390,8 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
                           f"and {stats.nodata} mostly nodata.")
         for label in sorted(stats.counts):
             feedback.pushInfo(f"  {label}: {stats.counts[label]} cell(s), {stats.areas[label] / 1e6:.6g} km²")
+        if stats.invalid:
+            feedback.reportError(f"{stats.invalid} cell(s): {INVALID_OUTPUT_NOTE}", False)
 
 
 def _area_m2(rect: QgsRectangle, info: CrsInfo) -> float:
@@ -479,7 +484,7 @@ class _Stats:
     """Counts of the run: what was visited, skipped and classified, and cells/area per label."""
 
     def __init__(self) -> None:
-        self.visited = self.outside = self.nodata = 0
+        self.visited = self.outside = self.nodata = self.invalid = 0
         self.counts: Counter[str] = Counter()
         self.areas: dict[str, float] = {}
 
