@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 #: Bump when a key is added, removed or changes meaning. Files with a newer schema are refused with a clear
 #: message (the plugin is too old), older ones are refused too until a migration is written.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Every key lives under this prefix so that foreign metadata in the same file never collides.
 KEY_PREFIX = "planet_terrain."
 #: Channel modes the preprocessing knows. ``luminance3``: one luminance channel replicated to 3.
@@ -34,6 +34,10 @@ KNOWN_BODIES = ("Mars", "Moon", "Vesta")
 #: (T tiny: an overconfident label for every image, or inf - inf = NaN) or flattens it to uniform (T huge: every
 #: image abstains); either way the file is broken, not calibrated. Fitted values lie within 0.05-20.
 TEMPERATURE_RANGE = (1e-3, 1e3)
+#: Names of the network's outputs, in order: ``logits`` always; schema 2 files may add the penultimate
+#: ``embedding`` (float32 (N, D)) and an ``ood_score`` computed from it (float32 (N,), higher = less familiar).
+LOGITS, EMBEDDING, OOD_SCORE = "logits", "embedding", "ood_score"
+OUTPUT_LAYOUTS = ((LOGITS,), (LOGITS, EMBEDDING), (LOGITS, EMBEDDING, OOD_SCORE))
 
 
 class ContractError(ValueError):
@@ -100,6 +104,11 @@ class ModelContract:
     min_valid_fraction: float = 0.5
     metrics: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    #: The network's outputs, in order (one of :data:`OUTPUT_LAYOUTS`).
+    outputs: tuple[str, ...] = (LOGITS,)
+    #: An image whose ``ood_score`` is above this is unlike the training images: it abstains whatever its
+    #: probabilities (None: no OOD score in this file).
+    ood_threshold: float | None = None
 
     def __post_init__(self) -> None:
         self.validate("<in memory>")
@@ -174,6 +183,18 @@ class ModelContract:
         bad = [b for b in self.bodies if b not in KNOWN_BODIES]
         if bad or not self.bodies:
             raise ContractError(source, "bodies", f"names unknown bodies {bad or self.bodies}; known: {KNOWN_BODIES}.")
+        self._validate_outputs(source)
+
+    def _validate_outputs(self, source: str) -> None:
+        if tuple(self.outputs) not in OUTPUT_LAYOUTS:
+            raise ContractError(source, "outputs", f"must be one of {[list(o) for o in OUTPUT_LAYOUTS]}, got "
+                                f"{list(self.outputs)}.")
+        has_score = OOD_SCORE in self.outputs
+        if has_score != (self.ood_threshold is not None):
+            raise ContractError(source, "ood_threshold", "must be given exactly when the outputs include "
+                                f"'{OOD_SCORE}' (outputs {list(self.outputs)}, threshold {self.ood_threshold}).")
+        if has_score and not math.isfinite(self.ood_threshold):
+            raise ContractError(source, "ood_threshold", f"must be a finite number, got {self.ood_threshold}.")
 
     # -- (de)serialisation -----------------------------------------------------------------------------------
     def to_metadata(self) -> dict[str, str]:
@@ -194,6 +215,8 @@ class ModelContract:
             "bodies": list(self.bodies),
             "gsd_range_m": list(self.gsd_range_m),
             "metrics": dict(self.metrics),
+            "outputs": list(self.outputs),
+            "ood_threshold": self.ood_threshold,
         }
         return {KEY_PREFIX + k: json.dumps(v) for k, v in plain.items()}
 
@@ -229,6 +252,7 @@ class ModelContract:
             gsd_range_m=_floats(reader, "gsd_range_m", 2),
             metrics=reader.get("metrics", dict),
             schema_version=version,
+            **_output_fields(reader, version),
         )
         try:
             return cls(**fields)
@@ -255,6 +279,17 @@ class _KeyReader:
         if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
             raise ContractError(self.source, key, f"should be {kind.__name__}, got {type(value).__name__}.")
         return value
+
+
+def _output_fields(reader: _KeyReader, version: int) -> dict[str, Any]:
+    """``outputs`` and ``ood_threshold``: schema 1 files have logits only and no keys for them."""
+    if version < 2:
+        return {}
+    threshold = reader.get("ood_threshold", object)
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+        raise ContractError(reader.source, "ood_threshold", f"should be a number or null, got {threshold!r}.")
+    return {"outputs": tuple(str(o) for o in reader.get("outputs", list)),
+            "ood_threshold": None if threshold is None else float(threshold)}
 
 
 def _floats(reader: _KeyReader, key: str, n: int) -> tuple[float, ...]:
