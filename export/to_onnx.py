@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, ModelContract
+from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, SCHEMA_VERSION, ModelContract
 
 from training import checkpoint
 from training.model import output_count
@@ -63,7 +63,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, ckpt_name: str = "last.
         raise ValueError(f"run '{run}' was trained with an extra \"other\" output (outlier_mode 'class'); the "
                          "plugin's contract expects one logit per class, so it cannot be exported: retrain it with "
                          "outlier_mode 'uniform'")
-    contract = run_contract(run, base).replace(outputs=(LOGITS, EMBEDDING))
+    contract = run_contract(run, base).replace(outputs=(LOGITS, EMBEDDING), schema_version=SCHEMA_VERSION)
     fp32 = out / f"{contract.model_name}.fp32.onnx"
     how = torch_to_onnx(model, contract.input_size, fp32)
     proto = add_embedding_output(onnx.load(str(fp32)))

@@ -122,7 +122,7 @@ def test_invalid_output_wins_over_out_of_distribution():
 
 def test_moon_abstains_without_evidence_for_its_classes():
     """On the Moon only crater and impact ejecta remain: renormalised, a row with 5 % crater and 1 % ejecta looks
-    83 % sure of crater; with less than their uniform share (2/7) of the mass it abstains instead."""
+    83 % sure of crater; with less than half their uniform share (1/7) of the mass it abstains instead."""
     c = tiny_contract(threshold=0.5)
     mars_like = np.log(np.array([[0.05, 0.60, 0.20, 0.10, 0.01, 0.02, 0.02]]))
     crater_like = np.log(np.array([[0.60, 0.10, 0.10, 0.10, 0.05, 0.025, 0.025]]))
@@ -131,6 +131,8 @@ def test_moon_abstains_without_evidence_for_its_classes():
     (d_crater,) = decide(crater_like, c, "Moon")
     assert d_crater.label == "crater"
     assert decide(mars_like, c, "Mars")[0].label == "dark dune"
+    enough = np.log(np.array([[0.15, 0.168, 0.168, 0.168, 0.01, 0.168, 0.168]]))
+    assert decide(enough, c, "Moon")[0].label == "crater", "16 % on the allowed classes is enough"
     assert little_evidence(softmax(np.zeros((1, 7))), c, "Moon").tolist() == [False], "uniform is not 'less'"
 
 

@@ -94,7 +94,7 @@ def test_shipped_model_outputs_and_logits_parity():
     assert tuple(o.name for o in model.graph.output) == contract.outputs == ("logits", "embedding", "ood_score")
     assert contract.ood_threshold is not None
     images = sorted((HIRISE_V3 / "map-proj-v3").glob("*.jpg"))[:6]
-    x = np.stack([preprocess(*read_image(str(p)), contract).tensor for p in images]).astype(np.float32)
+    x = np.stack([preprocess(read_image(str(p))[0], contract).tensor for p in images]).astype(np.float32)
     out = _run(model, x)
     np.testing.assert_array_equal(out["logits"], _run(_logits_only(model), x)["logits"])
     assert out["embedding"].shape == (6, 2048) and out["ood_score"].shape == (6,)

@@ -3,8 +3,8 @@
 1. The shipped model gets its ``embedding`` output and, temporarily, the pooled features of ``--stage``.
 2. Those features of the training split (every known-class image, every ``--other-step``-th "other" crop) give
    the Gaussian of :mod:`export.ood_graph`; its score is added to the model as the ``ood_score`` output.
-3. The threshold is the ``--quantile`` of the score on the validation images (known and "other": HiRISE
-   terrain the model should find familiar), so that share of familiar images is the price of the gate.
+3. The threshold is the ``--quantile`` of the score on the validation known-class images, so the gate costs at
+   most that share of the landforms the model can name (validation "other" terrain scores lower still).
 4. Measured through the plugin's own ``decide``: validation and test (known kept, "other" rejected, with and
    without the gate), the OOD probe set (abstained, by reason), and 20 km cells of the two Apollo frames.
 5. Logits must be bit-for-bit those of the input model on the test split, or nothing is written.
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from planet_terrain_plugin.core.calibrate import Reason, decide
-from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, OOD_SCORE, read_contract
+from planet_terrain_plugin.core.calibrate import Reason, decide, decide_from_probs, restrict_to_body, softmax
+from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, OOD_SCORE, SCHEMA_VERSION
 from planet_terrain_plugin.core.images import read_image
 from planet_terrain_plugin.core.preprocess import preprocess
 
@@ -97,7 +97,9 @@ def apollo_figures(outs: dict, contract, gated) -> dict:
         c = Counter(d.label for d in decisions)
         return {"cells": len(decisions), "crater": c.get("crater", 0), "impact ejecta": c.get("impact ejecta", 0),
                 "out_of_distribution": sum(d.reason is Reason.OUT_OF_DISTRIBUTION for d in decisions)}
-    return {"before (renormalised top probability only)": count(decide(outs[LOGITS], contract, "Moon")),
+    probs, _ = restrict_to_body(softmax(outs[LOGITS], contract.temperature), contract, "Moon")
+    before = decide_from_probs(probs, contract, contract.threshold, True)  # v1.1.0's rule: no share, no gate
+    return {"before (renormalised top probability only)": count(before),
             "after (evidence share + OOD gate)": count(decide(outs[LOGITS], gated, "Moon", ood_scores=outs[OOD_SCORE]))}
 
 
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/ood")
     p.add_argument("--stage", default="layer3", help="graph stage whose pooled output is scored, or 'embedding'")
     p.add_argument("--axes", type=int, default=128, help="principal axes of the Gaussian")
-    p.add_argument("--quantile", type=float, default=0.98, help="share of validation images the gate keeps")
+    p.add_argument("--quantile", type=float, default=0.95, help="share of validation known-class images the gate keeps")
     p.add_argument("--other-step", type=int, default=3, help="fit on every n-th training 'other' crop")
     p.add_argument("--version", default="1.2.0")
     p.add_argument("--ship", help="model file to replace with the result (e.g. the --model itself)")
@@ -128,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     final = out / src.name
     onnx.save(add_ood_score(onnx.load(str(src)), stats), str(final))
     val = records_outputs(final, data, data.splits["val"], "val")
-    threshold = float(np.quantile(val[OOD_SCORE], a.quantile))
+    known = np.array([r.known for r in data.splits["val"]])
+    threshold = float(np.quantile(val[OOD_SCORE][known], a.quantile))
     report = measure(a, data, base, final, val, threshold)
-    contract = base.replace(model_version=a.version, outputs=(LOGITS, EMBEDDING, OOD_SCORE), ood_threshold=threshold,
+    contract = base.replace(model_version=a.version, schema_version=SCHEMA_VERSION,
+                            outputs=(LOGITS, EMBEDDING, OOD_SCORE), ood_threshold=threshold,
                             metrics={**base.metrics, **report["contract_metrics"]})
     onnx.save(set_contract(onnx.load(str(final)), contract), str(final))
     (out / "ood_report.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -171,7 +175,7 @@ def measure(a, data, base, final: Path, val: dict, threshold: float) -> dict:
 
 def markdown(r: dict) -> str:
     lines = [f"OOD score: Mahalanobis distance, pooled `{r['stage']}` features, {r['axes']} whitened axes; "
-             f"threshold {r['ood_threshold']} (the {r['quantile']:.0%} quantile of validation images).", "",
+             f"threshold {r['ood_threshold']} (the {r['quantile']:.0%} quantile of validation known-class images).", "",
              "| split | gate | known kept | \"other\" rejected | known called OOD | \"other\" called OOD |",
              "|---|---|---|---|---|---|"]
     for split in ("val", "test"):

@@ -10,9 +10,10 @@ Two more reasons to abstain do not depend on the threshold. A model file with an
 unlike the training images an input is (its contract's ``ood_threshold`` is the limit): above it, the image
 abstains as ``out_of_distribution`` however confident the softmax is, because a network trained on a thousand
 images can be confidently wrong about a gradient or an elevation model. And on a body where only some classes
-can occur, renormalising over those inflates the top probability, so the allowed classes must first hold more
-than their uniform share of the network's mass (what the outlier exposure in training gives unfamiliar terrain);
-with less, the network saw other landforms, not these, and the image abstains as ``low_confidence``.
+can occur, renormalising over those inflates the top probability, so the allowed classes must first hold at
+least half their uniform share of the network's mass (uniform is what outlier exposure in training gives
+unfamiliar terrain; a validation crater rarely holds less); with less, the network saw other landforms, not
+these, and the image abstains as ``low_confidence``.
 """
 from __future__ import annotations
 
@@ -41,11 +42,11 @@ def allowed_share(probs: np.ndarray, contract: ModelContract, body: str | None) 
 
 
 def little_evidence(probs: np.ndarray, contract: ModelContract, body: str | None) -> np.ndarray:
-    """(N,) True where the allowed classes hold less than their uniform share of the mass (see module doc)."""
+    """(N,) True where the allowed classes hold less than half their uniform share of the mass (module doc)."""
     allowed = np.asarray(contract.allowed_mask(body), dtype=bool)
     if allowed.all():
         return np.zeros(len(probs), dtype=bool)
-    return allowed_share(probs, contract, body) < allowed.sum() / allowed.size
+    return allowed_share(probs, contract, body) < allowed.sum() / allowed.size / 2
 
 
 def restrict_to_body(probs: np.ndarray, contract: ModelContract, body: str | None) -> tuple[np.ndarray, bool]:
