@@ -20,8 +20,10 @@ from planet_terrain_plugin.core.contract import EMBEDDING, OOD_SCORE
 
 from .embedding import elem_types, add_embedding_output
 
-#: Prefix of every node and initializer this module adds (so a second run can find and refuse them).
+#: Prefix of every node and initializer this module adds.
 PREFIX = "ood_"
+#: The pooled float32 features the score reads, when they come from an intermediate stage.
+POOLED = PREFIX + "features"
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def stage_output(model: onnx.ModelProto, stage: str) -> str:
     return names[-1]
 
 
-def _pooled_float(graph: onnx.GraphProto, value: str, is_float: bool) -> str:
+def pooled_float(graph: onnx.GraphProto, value: str, is_float: bool) -> str:
     """Nodes pooling a (N, C, H, W) activation to (N, C) float32; a one-input Sum keeps onnxruntime's CPU
     provider computing the shared activation in float32, as :mod:`export.embedding` explains."""
     graph.node.extend([helper.make_node("GlobalAveragePool", [value], [PREFIX + "gap"], name=PREFIX + "gap"),
@@ -64,9 +66,9 @@ def _pooled_float(graph: onnx.GraphProto, value: str, is_float: bool) -> str:
     if is_float:
         return PREFIX + "flat"
     graph.node.extend([helper.make_node("Sum", [PREFIX + "flat"], [PREFIX + "keep"], name=PREFIX + "keep"),
-                       helper.make_node("Cast", [PREFIX + "keep"], [PREFIX + "features"], name=PREFIX + "cast",
+                       helper.make_node("Cast", [PREFIX + "keep"], [POOLED], name=PREFIX + "cast",
                                         to=TensorProto.FLOAT)])
-    return PREFIX + "features"
+    return POOLED
 
 
 def add_ood_score(model: onnx.ModelProto, stats: GaussianStats) -> onnx.ModelProto:
@@ -79,7 +81,7 @@ def add_ood_score(model: onnx.ModelProto, stats: GaussianStats) -> onnx.ModelPro
         features = EMBEDDING
     else:
         elem = elem_types(model).get(stats.feature, TensorProto.FLOAT)
-        features = _pooled_float(graph, stats.feature, is_float=elem == TensorProto.FLOAT)
+        features = pooled_float(graph, stats.feature, is_float=elem == TensorProto.FLOAT)
     graph.initializer.extend([numpy_helper.from_array(stats.mean.astype(np.float32), PREFIX + "mean"),
                               numpy_helper.from_array(stats.projection.astype(np.float32), PREFIX + "projection")])
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))

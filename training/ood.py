@@ -29,12 +29,11 @@ from planet_terrain_plugin.core.preprocess import preprocess
 
 from export.common import set_contract
 from export.embedding import add_embedding_output
-from export.ood_graph import _pooled_float, add_ood_score, fit_gaussian, stage_output
+from export.ood_graph import POOLED, add_ood_score, fit_gaussian, pooled_float, stage_output
 from training.metrics import auroc
 from training.ood_data import load_data, onnx_outputs, records_outputs
 from training.ood_probes import all_probes
 
-FEATURES = "ood_features"
 APOLLO = ("AS15-M-0295_SML_geo.tif", "AS15-M-0296_SML_geo.tif")
 APOLLO_CELL_PX = 113  # 20 km on the Apollo frames (0.00585 deg/px, 30.3 km per degree on the Moon)
 
@@ -43,7 +42,7 @@ def feature_model(src: Path, stage: str, dst: Path) -> Path:
     """The model with ``embedding`` and the pooled ``stage`` features as extra outputs (for fitting only)."""
     model = add_embedding_output(onnx.load(str(src)))
     if stage != EMBEDDING:
-        pooled = _pooled_float(model.graph, stage_output(model, stage), is_float=False)
+        pooled = pooled_float(model.graph, stage_output(model, stage), is_float=False)
         model.graph.output.append(onnx.helper.make_tensor_value_info(pooled, onnx.TensorProto.FLOAT, ["N", None]))
     onnx.save(model, str(dst))
     return dst
@@ -122,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_data(src, a.split)
     base = data.contract
     feats = feature_model(src, a.stage, out / "features.onnx")
-    key = FEATURES if a.stage != EMBEDDING else EMBEDDING
-    assert FEATURES in [o.name for o in onnx.load(str(feats)).graph.output] or key == EMBEDDING
+    key = POOLED if a.stage != EMBEDDING else EMBEDDING
     train = [r for r in data.splits["train"] if r.known] + [r for r in data.splits["train"] if not r.known][::a.other_step]
     feature = stage_output(onnx.load(str(src)), a.stage) if a.stage != EMBEDDING else EMBEDDING
     stats = fit_gaussian(records_outputs(feats, data, train, "train")[key], a.axes, feature)

@@ -4,7 +4,7 @@ Synthetic images (uniform, noise, gradients, stripes, a colour "photo" of shapes
 rasters that are not HiRISE-like images: a Dawn Vesta elevation model (DTM), the LOLA shaded-relief map, the
 global WAC mosaic at 12.8 km/px, and colour-shaded (paletted) renderings of the DTM. Each probe is a raw block
 as a reader would hand it to :func:`planet_terrain_plugin.core.preprocess.preprocess` (bands first for colour),
-with its nodata mask, a family name, and the reason it should abstain with.
+with its nodata mask, a family name and the body the plugin would be told. Every probe should be abstained on.
 """
 from __future__ import annotations
 
