@@ -50,6 +50,7 @@ from ..qgis_io.raster_read import (ExtentError, RasterReadError, RasterSource, b
                                    raster_source, read_extent, row_block_bytes)
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs, same_surface
 from .classification_base import ClassificationAlgorithm
+from .grid_plan import GridPlan
 from .guards import optional_threshold, run_grid_model
 from .outputs import RunOutput
 
@@ -70,16 +71,8 @@ MAX_QUEUED_CELLS = 512
 
 
 def too_many_cells_message(total: int, max_cells: int) -> str:
-    """The refusal of an oversized grid; :func:`cells_in_refusal` reads the count back (the panel asks first)."""
+    """The refusal of an oversized grid (the panel counts the cells and asks before it starts)."""
     return f"The grid has {total:,} cells, more than MAX_CELLS ({max_cells:,})."
-
-
-def cells_in_refusal(message: str) -> int | None:
-    """The cell count of a :func:`too_many_cells_message`, or None for any other message."""
-    import re
-
-    match = re.search(r"The grid has ([\d,]+) cells, more than MAX_CELLS", message)
-    return int(match.group(1).replace(",", "")) if match else None
 
 
 def grid_result_fields(contract: ModelContract) -> QgsFields:
@@ -218,6 +211,24 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         except ValueError as exc:
             raise QgsProcessingException(f"CELL_SIZE: {exc}") from None
 
+    def plan(self, parameters, context, layer, info: CrsInfo, source: RasterSource, model: TerrainModel,
+             feedback) -> GridPlan:
+        """The run's cells from the parameters alone (no pixel read): the grid this algorithm runs, and the one
+        whose size the panel checks before starting (``grid_plan.count_cells``)."""
+        polygons = self._polygons(parameters, context, layer, feedback)
+        area = self._area(parameters, context, layer, polygons)
+        size, size_value, size_unit = self._cell_size(parameters, context, model, info, source, feedback)
+        px, py = source.pixel_size
+        if min(size.width / px, size.height / py) < MIN_EXTENT_PIXELS - 1e-6:
+            raise QgsProcessingException(
+                f"CELL_SIZE: cells of {size.width / px:.3g} x {size.height / py:.3g} source pixels are too small; "
+                f"each cell needs at least {MIN_EXTENT_PIXELS} x {MIN_EXTENT_PIXELS} pixels to show terrain (a "
+                "smaller one would reach the model as an upsampled blur). Give a larger CELL_SIZE.")
+        overlap = self.parameterAsDouble(parameters, self.OVERLAP, context)
+        grid = core_grid.Grid(core_grid.Extent(area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum()),
+                              size, overlap, edge="extend")
+        return GridPlan(grid, area, polygons, size, size_value, size_unit)
+
     # -- the run -----------------------------------------------------------------------------------------------
     def processAlgorithm(self, parameters, context, feedback):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
@@ -234,18 +245,9 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         except (BodyError, ExtentError) as exc:
             raise QgsProcessingException(str(exc)) from None
         threshold = optional_threshold(self, parameters, self.THRESHOLD, context)
-        polygons = self._polygons(parameters, context, layer, feedback)
-        area = self._area(parameters, context, layer, polygons)
-        size, size_value, size_unit = self._cell_size(parameters, context, model, info, source, feedback)
-        px, py = source.pixel_size
-        if min(size.width / px, size.height / py) < MIN_EXTENT_PIXELS - 1e-6:
-            raise QgsProcessingException(
-                f"CELL_SIZE: cells of {size.width / px:.3g} x {size.height / py:.3g} source pixels are too small; "
-                f"each cell needs at least {MIN_EXTENT_PIXELS} x {MIN_EXTENT_PIXELS} pixels to show terrain (a "
-                "smaller one would reach the model as an upsampled blur). Give a larger CELL_SIZE.")
-        overlap = self.parameterAsDouble(parameters, self.OVERLAP, context)
-        grid = core_grid.Grid(core_grid.Extent(area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum()),
-                              size, overlap, edge="extend")
+        plan = self.plan(parameters, context, layer, info, source, model, feedback)
+        grid, area, polygons, size = plan.grid, plan.area, plan.polygons, plan.size
+        size_value, size_unit = plan.size_value, plan.size_unit
         total = grid.count
         max_cells = self.parameterAsInt(parameters, self.MAX_CELLS, context)
         feedback.pushInfo(f"Grid: {grid.rows} rows, {total} cells over {area.toString(4)}")
