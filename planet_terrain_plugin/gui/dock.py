@@ -26,14 +26,14 @@ from ..core import grid as core_grid
 from ..core.contract import ModelContract
 from ..core.session import TerrainModel
 from ..processing.classify_grid import too_many_cells_message
-from ..processing.grid_plan import count_cells
+from ..processing.grid_plan import GRID_ALGORITHM, count_cells
 from ..qgis_io import relabel
 from ..qgis_io.style import apply_style
 from .controller import TITLE, body_setting
 from .model_panel import ModelPanel
 from .result_panel import ResultPanel
 from .run_panel import MODE_EXTENT, GridChoiceError, RunPanel
-from .run_params import GRID_ALGORITHM, RunChoice, grid_parameters
+from .run_params import RunChoice, grid_parameters
 from .task import LOG_TAG, AlgorithmRun
 
 MESSAGE_SECONDS = 10
@@ -74,11 +74,11 @@ class TerrainDock(QgsDockWidget):
         self.model_box.modelChanged.connect(self._model_changed)
         self.run_box = RunPanel(body)
         self.run_box.layer_combo.layerChanged.connect(self._update_buttons)
-        self.run_box.thresholdChanged.connect(self._threshold_changed)
         self.run_box.run_button.clicked.connect(self.run)
         self.run_box.cancel_button.clicked.connect(self.cancel)
         self.result_box = ResultPanel(self.message, body)
         self.result_box.layerChanged.connect(self._update_buttons)
+        self.run_box.thresholdChanged.connect(self.result_box.relabel)
         outer.addWidget(self.model_box)
         outer.addWidget(self.run_box)
         outer.addWidget(self.result_box, 1)
@@ -120,13 +120,10 @@ class TerrainDock(QgsDockWidget):
 
     def run_threshold(self) -> float | None:
         """The threshold a run uses: the slider's once a model is shown (None: the model's own)."""
-        return None if self.model is None or sip.isdeleted(self) else self.threshold()
+        return None if sip.isdeleted(self) or self.model is None else self.threshold()
 
     def result_layer(self) -> QgsVectorLayer | None:
         return self.result_box.result_layer()
-
-    def _threshold_changed(self, threshold: float) -> None:
-        self.result_box.relabel(threshold)
 
     def _rectangles_running(self) -> bool:
         return self.controller is not None and self.controller.running()

@@ -15,7 +15,6 @@ from ..processing.classify_grid import CELL_UNITS
 from ..qgis_io.layer_info import BODY_CHOICES
 
 EXTENT_ALGORITHM = "planet_terrain:classify_extent"
-GRID_ALGORITHM = "planet_terrain:classify_grid"
 #: Where the panel's runs write: a layer Processing keeps in the run's context, added to the project by the panel.
 TEMPORARY_OUTPUT = "TEMPORARY_OUTPUT"
 
