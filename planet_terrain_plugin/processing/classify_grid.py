@@ -45,6 +45,7 @@ from ..qgis_io.layer_info import CrsInfo, crs_info
 from ..qgis_io.raster_read import ExtentError, RasterReadError, RasterSource, raster_source, row_block_bytes
 from ..qgis_io.transform import CrsMismatchError, geometries_to_crs, rect_to_crs
 from .classification_base import ClassificationAlgorithm
+from .grid_plan import GridPlan
 from .guards import optional_threshold, run_grid_model
 from .outputs import RunOutput
 
@@ -55,20 +56,11 @@ CELL_UNITS = ("metres", "pixels")
 DEFAULT_BATCH = 16
 
 
-
 def too_many_cells_message(total: int, max_cells: int, exact: bool = True) -> str:
-    """The refusal of an oversized grid; :func:`cells_in_refusal` reads the count back (the panel asks first).
-    Not ``exact``: ``total`` is an upper bound a little above the count (``core.grid.Grid.count_or_bound``), so a
-    run allowed that many cells is not refused again."""
+    """The refusal of an oversized grid (the panel counts the cells and asks before it starts). Not ``exact``:
+    ``total`` is an upper bound a little above the count (``core.grid.Grid.count_or_bound``), so a run allowed
+    that many cells is not refused again."""
     return f"The grid has {'' if exact else 'about '}{total:,} cells, more than MAX_CELLS ({max_cells:,})."
-
-
-def cells_in_refusal(message: str) -> int | None:
-    """The cell count of a :func:`too_many_cells_message`, or None for any other message."""
-    import re
-
-    match = re.search(r"The grid has (?:about )?([\d,]+) cells, more than MAX_CELLS", message)
-    return int(match.group(1).replace(",", "")) if match else None
 
 
 def grid_result_fields(contract: ModelContract) -> QgsFields:
@@ -238,6 +230,24 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         except ValueError as exc:
             raise QgsProcessingException(f"CELL_SIZE: {exc}") from None
 
+    def plan(self, parameters, context, layer, info: CrsInfo, source: RasterSource, model: TerrainModel,
+             feedback) -> GridPlan:
+        """The run's cells from the parameters alone (no pixel read): the grid this algorithm runs, and the one
+        whose size the panel checks before starting (``grid_plan.count_cells``)."""
+        polygons = self._polygons(parameters, context, layer, feedback)
+        area = self._area(parameters, context, source, info, polygons)
+        size, size_value, size_unit = self._cell_size(parameters, context, model, info, source, feedback)
+        px, py = source.pixel_size
+        if min(size.width / px, size.height / py) < MIN_EXTENT_PIXELS - 1e-6:
+            raise QgsProcessingException(
+                f"CELL_SIZE: cells of {size.width / px:.3g} x {size.height / py:.3g} source pixels are too small; "
+                f"each cell needs at least {MIN_EXTENT_PIXELS} x {MIN_EXTENT_PIXELS} pixels to show terrain (a "
+                "smaller one would reach the model as an upsampled blur). Give a larger CELL_SIZE.")
+        overlap = self.parameterAsDouble(parameters, self.OVERLAP, context)
+        grid = core_grid.Grid(core_grid.Extent(area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum()),
+                              size, overlap, edge="extend")
+        return GridPlan(grid, area, polygons, size, size_value, size_unit)
+
     # -- the run -----------------------------------------------------------------------------------------------
     def processAlgorithm(self, parameters, context, feedback):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
@@ -254,18 +264,8 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         except (BodyError, ExtentError) as exc:
             raise QgsProcessingException(str(exc)) from None
         threshold = optional_threshold(self, parameters, self.THRESHOLD, context)
-        polygons = self._polygons(parameters, context, layer, feedback)
-        area = self._area(parameters, context, source, info, polygons)
-        size, size_value, size_unit = self._cell_size(parameters, context, model, info, source, feedback)
-        px, py = source.pixel_size
-        if min(size.width / px, size.height / py) < MIN_EXTENT_PIXELS - 1e-6:
-            raise QgsProcessingException(
-                f"CELL_SIZE: cells of {size.width / px:.3g} x {size.height / py:.3g} source pixels are too small; "
-                f"each cell needs at least {MIN_EXTENT_PIXELS} x {MIN_EXTENT_PIXELS} pixels to show terrain (a "
-                "smaller one would reach the model as an upsampled blur). Give a larger CELL_SIZE.")
-        overlap = self.parameterAsDouble(parameters, self.OVERLAP, context)
-        grid = core_grid.Grid(core_grid.Extent(area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum()),
-                              size, overlap, edge="extend")
+        plan = self.plan(parameters, context, layer, info, source, model, feedback)
+        grid, area, polygons, size = plan.grid, plan.area, plan.polygons, plan.size
         max_cells = int(self.parameterAsDouble(parameters, self.MAX_CELLS, context))  # may exceed 32 bits
         total, exact = grid.count_or_bound(max_cells)
         feedback.pushInfo(f"Grid: {grid.rows} rows, {'' if exact else 'about '}{total} cells over {area.toString(4)}")
