@@ -186,14 +186,20 @@ def shuffled_palette(gray: np.ndarray, seed: int = 3) -> tuple[np.ndarray, np.nd
     return perm[gray].astype(np.uint8), palette
 
 
-def write_paletted_tif(path: Path, indices: np.ndarray, palette: np.ndarray) -> Path:
+def write_paletted_tif(path: Path, indices: np.ndarray, palette: np.ndarray, geotransform=None,
+                       wkt: str | None = None, nodata: int | None = None) -> Path:
     ds = gdal.GetDriverByName("GTiff").Create(str(path), indices.shape[1], indices.shape[0], 1, gdal.GDT_Byte)
+    if geotransform:
+        ds.SetGeoTransform(geotransform)
+        ds.SetProjection(wkt)
     table = gdal.ColorTable()
     for i, (r, g, b) in enumerate(palette.tolist()):
         table.SetColorEntry(i, (r, g, b, 255))
     band = ds.GetRasterBand(1)
     band.SetRasterColorTable(table)
     band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+    if nodata is not None:
+        band.SetNoDataValue(nodata)
     band.WriteArray(indices)
     ds = None
     return path

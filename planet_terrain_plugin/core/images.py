@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from . import nodata
+from . import nodata, palette
 from .limits import MIN_EXTENT_PIXELS
 
 #: Extensions Pillow reads (when it is installed); everything else goes to GDAL.
@@ -169,11 +169,11 @@ def _gdal_pixels(gdal, ds, path: str, max_side: int | None) -> tuple[np.ndarray,
             continue
         if kind == "palette":  # indices read as they are (never averaged), then looked up
             indices = read(band)
-            lut = _palette_lut(band.GetColorTable())
-            colours = lut[np.clip(indices, 0, len(lut) - 1).astype(np.intp)]
-            arrays.extend(np.moveaxis(colours[..., :3], -1, 0))
-            masks.append(colours[..., 3] == 0)
-            masks.append(nodata.band_nodata(indices, band.GetNoDataValue(), [], detect_collar=False))
+            table = band.GetColorTable()
+            colours, mask = palette.expand_band(indices, palette.lookup_table(
+                (i, table.GetColorEntry(i)) for i in range(table.GetCount())), band.GetNoDataValue(), [])
+            arrays.extend(colours)
+            masks.append(mask)
             continue
         arr = values[plain.index(band.GetBand())]
         arrays.append(arr)
@@ -196,15 +196,6 @@ def _band_kind(gdal, band) -> str:
     if interpretation == gdal.GCI_PaletteIndex and band.GetColorTable() is not None:
         return "palette"
     return "plain"
-
-
-def _palette_lut(table) -> np.ndarray:
-    """A GDAL colour table as an (n + 1, 4) RGBA lookup table; the extra last entry, transparent, stands for
-    every index past the table's end."""
-    lut = np.zeros((table.GetCount() + 1, 4), np.uint8)
-    for i in range(table.GetCount()):
-        lut[i] = table.GetColorEntry(i)
-    return lut
 
 
 def _last_error(gdal) -> str:
