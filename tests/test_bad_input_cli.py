@@ -54,8 +54,14 @@ def _not_json(token: str):
     raise ValueError(f"{token} is not JSON")
 
 
-def classify(*args: str | Path, model: Path, timeout: int = 180) -> Run:
-    cmd = [sys.executable, "-m", "planet_terrain_plugin.core", "classify", *map(str, args), "--model", str(model)]
+#: The command line in a Python where GDAL's bindings cannot be imported (Pillow only).
+WITHOUT_GDAL = ("import runpy, sys; sys.modules['osgeo'] = None; "
+                "runpy.run_module('planet_terrain_plugin.core', run_name='__main__', alter_sys=True)")
+
+
+def classify(*args: str | Path, model: Path, timeout: int = 180, gdal_present: bool = True) -> Run:
+    entry = ["-m", "planet_terrain_plugin.core"] if gdal_present else ["-c", WITHOUT_GDAL]
+    cmd = [sys.executable, *entry, "classify", *map(str, args), "--model", str(model)]
     proc = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, timeout=timeout,
                           cwd=REPO, check=False)
     return Run(proc)
@@ -143,6 +149,26 @@ def test_huge_images_are_read_reduced_in_bounded_memory(tiny, tmp_path, kind):
     (record,) = run.records
     assert record["image"] == str(path)
     assert "label" in record or "only 0% of the pixels are valid" in record["error"], record
+    assert run.peak_mb < 600, f"{kind}: peak memory {run.peak_mb:.0f} MB"
+
+
+@pytest.mark.parametrize("kind", ["12000² grey PNG", "13500² PNG (over Pillow's bomb limit)", "6000² JPEG"])
+def test_without_gdal_pillow_reads_large_images_reduced_or_says_what_to_do(tiny, tmp_path, kind):
+    if kind.startswith("12000"):
+        path = write_flat_png(tmp_path / "big.png", 12000, 12000)
+    elif kind.startswith("13500"):
+        path = write_flat_png(tmp_path / "bomb.png", 13500, 13500)
+    else:
+        path = tmp_path / "big.jpg"
+        Image.fromarray(np.add.outer(np.arange(6000) // 24, np.arange(6000) // 48).astype(np.uint8)).save(path)
+    run = classify(path, model=tiny, gdal_present=False)
+    (record,) = run.records
+    if kind.startswith("13500"):
+        assert record["error"].startswith(f"'{path}' has more pixels than Pillow will decode")
+        assert record["error"].endswith("install GDAL's Python bindings, which read it reduced, or reduce the "
+                                        "image first")
+    else:
+        assert "label" in record, record
     assert run.peak_mb < 600, f"{kind}: peak memory {run.peak_mb:.0f} MB"
 
 

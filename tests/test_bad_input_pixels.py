@@ -14,9 +14,8 @@ import pytest
 from osgeo import gdal
 
 from conftest import MARS_EQUI, raster_path
-from planet_terrain_plugin.core import models
 from test_bad_input import Recorder, moon_wkt, run, texture, write_tif
-from test_bad_input_cli import dune, shuffled_palette, write_paletted_tif
+from test_bad_input_cli import dune, shipped_model, shuffled_palette, write_paletted_tif  # noqa: F401 -- a fixture
 
 GEOTRANSFORM_M = (0.0, 0.5, 0.0, 0.0, 0.0, -0.5)  # 0.5 m pixels, as HiRISE's map projections
 GEOTRANSFORM_DEG = (145.0, 0.005, 0, -20.0, 0, -0.005)
@@ -25,14 +24,6 @@ GEOTRANSFORM_DEG = (145.0, 0.005, 0, -20.0, 0, -0.005)
 @pytest.fixture(autouse=True)
 def _processing(terrain_processing):
     yield terrain_processing
-
-
-@pytest.fixture(scope="module")
-def shipped_model() -> Path:
-    found = models.installed_variants()
-    if not found:
-        pytest.skip("no shipped model in planet_terrain_plugin/models (a clone without the model file)")
-    return next(iter(found.values()))
 
 
 def mars_wkt() -> str:

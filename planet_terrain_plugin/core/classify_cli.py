@@ -21,7 +21,7 @@ from .images import ImageError, read_image
 from .limits import MIN_EXTENT_PIXELS, max_read_side
 from .models import NoModelError, default_model_path
 from .pipeline import classify_blocks
-from .session import TerrainModel, load_model
+from .session import ModelRunError, TerrainModel, load_model
 
 #: GDAL block cache (MB) for a run of this command unless the user sets GDAL_CACHEMAX: a decimated read of a
 #: huge image passes every block through the cache once, and GDAL's default (5 % of RAM) would keep them all.
@@ -93,6 +93,8 @@ def classify_file(model: TerrainModel, path: str, body: str | None, threshold: f
         (result,) = classify_blocks(model, [block], [mask], body, threshold)
     except (OSError, ValueError, ImportError) as exc:  # ImageError, unreadable files, malformed pixels
         return {"image": path, "error": str(exc)}
+    except ModelRunError as exc:
+        return {"image": path, "error": f"{exc}. Check that the model file is a Planet Terrain model."}
     except MemoryError:
         return {"image": path, "error": "not enough memory to read or classify this image; reduce it (e.g. "
                                         "gdal_translate -outsize 25% 25%) or free memory, then try again"}
