@@ -26,6 +26,7 @@ from PIL import Image
 from model_factory import build_tiny_model, tiny_contract, write_valid_model
 from paths import HIRISE_V3, REPO
 from planet_terrain_plugin.core import models
+from planet_terrain_plugin.core.calibrate import INVALID_OUTPUT_NOTE
 from planet_terrain_plugin.core.limits import MIN_EXTENT_PIXELS
 
 #: A dark dune crop (HiRISE map-proj-v3 label 2) the shipped model names "dark dune" with confidence ~1; one
@@ -190,6 +191,22 @@ def test_a_body_the_model_does_not_serve_is_refused(tmp_path, body, bodies):
     assert f"'{body}'" in run.stderr and f"serves {', '.join(bodies)}" in run.stderr, run.stderr
 
 
+@pytest.mark.parametrize("threshold", ["1.5", "-0.1", "nan"])
+def test_a_threshold_outside_0_to_1_is_refused_before_any_image(tiny, tmp_path, threshold):
+    Image.fromarray(dune()).save(tmp_path / "d.png")
+    run = classify(tmp_path / "d.png", tmp_path / "missing.png", "--threshold", threshold, model=tiny)
+    assert run.returncode == 2 and run.records == []
+    assert f"--threshold {threshold}: give a number between 0 and 1" in run.stderr, run.stderr
+
+
+def test_a_missing_file_is_its_own_line(tiny, tmp_path):
+    Image.fromarray(dune()).save(tmp_path / "d.png")
+    missing, found = classify(tmp_path / "missing.png", tmp_path / "d.png", model=tiny).records
+    assert missing == {"image": str(tmp_path / "missing.png"),
+                       "error": f"image '{tmp_path / 'missing.png'}' does not exist; check the path"}
+    assert "label" in found
+
+
 @pytest.mark.parametrize("side", [1, 2, 4, MIN_EXTENT_PIXELS - 1])
 def test_images_below_the_minimum_size_are_refused(tiny, tmp_path, side):
     noise = np.random.default_rng(side).integers(0, 256, (side, side + 5), np.uint8)
@@ -303,7 +320,7 @@ def test_a_model_answering_nan_still_gives_strict_json(tmp_path):
     Image.fromarray(dune()).save(tmp_path / "d.png")
     run = classify(tmp_path / "d.png", model=tmp_path / "nan.onnx")  # parse_constant refuses NaN / Infinity
     (record,) = run.records
-    assert record["abstained"] is True and record["label"] == "unknown"
-    assert record["confidence"] is None or math.isfinite(record["confidence"])
-    assert "invalid_output" in record["error"] or "non-finite" in record["error"], record
+    assert record["abstained"] is True and record["label"] == "unknown" and record["reason"] == "invalid_output"
+    assert record["error"] == INVALID_OUTPUT_NOTE
+    assert all(p is None or math.isfinite(p) for p in [record["confidence"], *record["probs"].values()]), record
     assert run.returncode == 1

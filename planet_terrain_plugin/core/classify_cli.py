@@ -3,8 +3,9 @@
 A batch is never lost to one bad file: whatever goes wrong with an image becomes that image's line,
 ``{"image": ..., "error": "<the problem and what to do>"}``, and the next image is read; the exit status is 1
 when any line carries an error. Mistakes that concern every image (the model, ``--body``, ``--threshold``)
-stop before any image is read, with exit status 2. Every line is strict JSON: a non-finite number (a broken
-model's NaN) is written as null and the image is reported as not classified.
+stop before any image is read, with exit status 2. Every line is strict JSON: an image whose model output is not
+finite (a broken model's NaN) is an ``invalid_output`` line with an error, and any non-finite number that would
+still reach a line is written as null.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sys
 from typing import Any, TextIO
 
 from .bodies import body_by_name
+from .calibrate import INVALID_OUTPUT_NOTE, Reason
 from .contract import UNKNOWN_ID, UNKNOWN_LABEL, ContractError, ModelContract
 from .images import ImageError, read_image
 from .limits import MIN_EXTENT_PIXELS, max_read_side
@@ -26,9 +28,6 @@ from .session import ModelRunError, TerrainModel, load_model
 #: GDAL block cache (MB) for a run of this command unless the user sets GDAL_CACHEMAX: a decimated read of a
 #: huge image passes every block through the cache once, and GDAL's default (5 % of RAM) would keep them all.
 GDAL_CACHE_MB = "64"
-#: The ``error`` of a line whose numbers were not finite.
-INVALID_OUTPUT = ("invalid_output: the model returned non-finite numbers (NaN or infinity) for this image, so it "
-                  "is not classified; the model file is probably broken: re-export it, or use another model")
 
 
 class UsageError(ValueError):
@@ -107,6 +106,8 @@ def classify_file(model: TerrainModel, path: str, body: str | None, threshold: f
         record.update(error=result.skipped_reason, abstained=True, label=UNKNOWN_LABEL)
     else:
         record.update(result.decision.as_json(model.contract))
+        if result.decision.reason is Reason.INVALID_OUTPUT:
+            record["error"] = INVALID_OUTPUT_NOTE
     return record
 
 
@@ -124,8 +125,8 @@ def finite_record(record: dict[str, Any]) -> dict[str, Any]:
     null."""
     clean, finite = _finite(record)
     if not finite:
-        clean.update(label=UNKNOWN_LABEL, class_id=UNKNOWN_ID, abstained=True)
-        clean.setdefault("error", INVALID_OUTPUT)
+        clean.update(label=UNKNOWN_LABEL, class_id=UNKNOWN_ID, abstained=True, reason=Reason.INVALID_OUTPUT.value)
+        clean.setdefault("error", INVALID_OUTPUT_NOTE)
     return clean
 
 

@@ -40,7 +40,7 @@ def read_image(path: str, max_side: int | None = None) -> tuple[np.ndarray, np.n
     reads the full resolution (training, which crops the rasters it reads).
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"image '{path}' does not exist")
+        raise FileNotFoundError(f"image '{path}' does not exist; check the path")
     gdal = _gdal()
     if os.path.splitext(path)[1].lower() in PIL_EXTENSIONS:
         try:
