@@ -157,11 +157,13 @@ def _gdal_pixels(gdal, ds, path: str, max_side: int | None) -> tuple[np.ndarray,
     bands = [ds.GetRasterBand(i) for i in range(1, ds.RasterCount + 1)]
     kinds = [_band_kind(gdal, b) for b in bands]
     plain = [i + 1 for i, k in enumerate(kinds) if k == "plain"]
-    # Plain bands in one call: a PNG is decoded once for all of them, averaged where reduced (antialiasing).
-    values = read(ds, gdal.GRIORA_Average if reduced else gdal.GRIORA_NearestNeighbour, band_list=plain) \
-        if plain else None
-    if values is not None and values.ndim == 2:
-        values = values[None]
+    # Plain bands averaged where reduced (antialiasing), in one call when they share a data type (a PNG is then
+    # decoded once for all of them; one call would cast mixed types to the first band's).
+    resampling = gdal.GRIORA_Average if reduced else gdal.GRIORA_NearestNeighbour
+    if len({bands[i - 1].DataType for i in plain}) == 1:
+        values = list(np.reshape(read(ds, resampling, band_list=plain), (len(plain), height, width)))
+    else:
+        values = [read(bands[i - 1], resampling) for i in plain]
     arrays, masks = [], []
     for band, kind in zip(bands, kinds):
         if kind == "alpha":
