@@ -288,7 +288,7 @@ class TerrainDock(QgsDockWidget):
                 f"<b>{e(c.model_name)}</b> {e(c.model_version)}<br>"
                 f"Classes: {e(', '.join(c.class_names))}<br>"
                 f"Bodies: {e(', '.join(c.bodies))}; trained on {lo:g}–{hi:g} m/px<br>"
-                f"Variant: {e(variant_note(dict(c.metrics), self.model.provider))}<br>"
+                f"Variant: {e(variant_note(c, self.model.provider))}<br>"
                 f"onnxruntime: {e(self.model.provider_note)}")
             self.install_button.hide()
             self._set_threshold(c.threshold)

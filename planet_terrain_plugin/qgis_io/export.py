@@ -18,17 +18,12 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, Qgs
                        QgsProject, QgsRectangle, QgsVectorLayer)
 
 from . import layer_info
-from .fields import HEAD_FIELDS
+from .fields import ABSTAINED_FIELD, LABEL_FIELD
 from .formats import (CSV_X_FIELD, CSV_Y_FIELD, FORMATS, STYLE_NAME, ExportFormat, copy_style,  # noqa: F401
                       format_for_path, geojson_crs_wkt, shapefile_field_names)
 from .formats import WriteCancelled as ExportCancelled
 from .formats import WriteError as ExportError
 from .writer import FileWriter, resolve_target
-
-#: Field names the filters rely on; checked against the schema in ``fields.py`` at import time.
-LABEL_FIELD = "label"
-ABSTAINED_FIELD = "abstained"
-assert {LABEL_FIELD, ABSTAINED_FIELD} <= {name for name, _ in HEAD_FIELDS}, "fields.py schema changed"
 
 
 # -- filters -------------------------------------------------------------------------------------------------
