@@ -2,8 +2,9 @@
 
 Every fact the plugin needs to use a model correctly (class list and output order, input size, normalisation,
 temperature, abstention threshold, bodies, ground-sampling range, version, which export variant the file is and
-how far it strays from fp32, test metrics) travels inside the ONNX file as ``metadata_props``. This module is the only place that schema is written down: ``export/`` imports it to
-write the keys, the plugin imports it to read them. Parsing is strict: a missing or malformed key raises
+how far it strays from fp32, test metrics) travels inside the ONNX file as ``metadata_props``, every key under
+:data:`KEY_PREFIX`. This module is the only place that schema is written down: ``export/`` imports it to write
+the keys, the plugin imports it to read them. Parsing is strict: a missing or malformed key raises
 :class:`ContractError` naming the key and the file, because a silently defaulted normalisation or threshold
 gives confident wrong answers.
 

@@ -9,7 +9,7 @@ does not. :func:`load_model` is the one way a model is loaded; the contract is r
 
 Threads: a click runs one image at a time with onnxruntime's default threads; a grid keeps several batches in
 flight on the CPU (:func:`parallel_layout`), because concurrent single-threaded runs do not wait for each other
-at every operator (see the model card's engineering notes for the measurements).
+at every operator, nor all stop when the grid's reader or writer takes a core (README, "Performance").
 """
 from __future__ import annotations
 
