@@ -303,7 +303,8 @@ def _floats(reader: _KeyReader, key: str, n: int) -> tuple[float, ...]:
 def _parse_variant(item: dict, source: str) -> VariantInfo:
     names = {f.name for f in dataclasses.fields(VariantInfo)}
     if set(item) != names:
-        raise ContractError(source, "variant", f"should have exactly the keys {sorted(names)}, got {sorted(item)}.")
+        raise ContractError(source, "variant", f"should have exactly the keys {sorted(names)}, got {sorted(item)}.",
+                            "Re-export the model with `make export`.")
     figures = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
                for k, v in item.items() if k != "name"}
     return VariantInfo(name=item["name"], **figures)
