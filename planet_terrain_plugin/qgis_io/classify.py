@@ -1,4 +1,5 @@
-"""One extent of one raster -> one decision: the QGIS-side path shared by the map tool and Processing.
+"""One extent of one raster -> one decision, as a grid of one cell through the engine (``engine``): the path
+shared by the map tool and Processing.
 
 Thread-safe by construction: it only touches a :class:`~.raster_read.RasterSource` snapshot (a provider
 clone), a loaded core model and plain values, so it runs inside a ``QgsTask`` or a Processing thread.
@@ -15,12 +16,12 @@ from ..core import bodies
 from ..core.bodies import EARTH
 from ..core.calibrate import INVALID_OUTPUT_NOTE, Reason
 from ..core.contract import ModelContract
-from ..core.pipeline import ImageResult, classify_blocks
+from ..core.pipeline import ImageResult
 from ..core.session import TerrainModel
-from . import layer_info
+from . import engine, layer_info
 from .fields import Provenance, utc_now
 from .layer_info import CrsInfo
-from .raster_read import ExtentError, RasterSource, clip_extent, read_extent
+from .raster_read import ExtentError, RasterSource, clip_extent
 from .transform import to_raster_longitudes
 
 #: Fewest source pixels an extent must span along its shorter side to be classified. The model input is made by
@@ -176,20 +177,22 @@ def classify_extent(source: RasterSource, extent: QgsRectangle, model: TerrainMo
     contract = model.contract
     body = check_body(info, contract)
     extent = check_geographic_extent(source, extent, info)
-    check_extent_size(source, clip_extent(source, extent))
+    clipped = clip_extent(source, extent)
+    check_extent_size(source, clipped)
     report = progress or (lambda _p: None)
     stop = cancelled or (lambda: False)
     report(10.0)  # reading
-    block = read_extent(source, extent, contract.input_size)
+    chunk = engine.read_rectangle(source, clipped, contract)
     if stop():
         raise Cancelled("cancelled while reading the pixels; nothing was classified")
     report(50.0)  # inference
-    gsd = layer_info.gsd_m(info, block.extent, block.width, block.height)
-    (result,) = classify_blocks(model, [block.data], [block.nodata_mask], body, threshold)
+    (_, (_, _, read_at, width, height)) = chunk.reads[0]
+    gsd = layer_info.gsd_m(info, read_at, width, height)
+    _, (result,) = engine.decide_chunk(chunk, model, body, threshold, 1)
     if stop():
         raise Cancelled("cancelled during inference; nothing was written")
     report(90.0)  # the caller writes
-    notes = list(block.notes)
+    notes = ["the extent was clipped to the raster's edge"] if clipped != extent else []
     note = gsd_note(gsd, contract)
     if note:
         notes.append(note)
@@ -198,4 +201,4 @@ def classify_extent(source: RasterSource, extent: QgsRectangle, model: TerrainMo
     provenance = Provenance(body=info.body_name, gsd_m=gsd, source_layer=source.layer_name,
                             model=contract.model_name, model_version=contract.model_version,
                             provider=model.provider, created_utc=utc_now())
-    return ExtentOutcome(block.extent, result, provenance, notes)
+    return ExtentOutcome(clipped, result, provenance, notes)
