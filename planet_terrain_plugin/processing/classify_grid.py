@@ -264,6 +264,7 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         threshold = optional_threshold(self, parameters, self.THRESHOLD, context)
         plan = self.plan(parameters, context, layer, info, source, model, feedback)
         grid, area, polygons, size = plan.grid, plan.area, plan.polygons, plan.size
+        size_value, size_unit = plan.size_value, plan.size_unit
         max_cells = int(self.parameterAsDouble(parameters, self.MAX_CELLS, context))  # may exceed 32 bits
         total, exact = grid.count_or_bound(max_cells)
         feedback.pushInfo(f"Grid: {grid.rows} rows, {'' if exact else 'about '}{total} cells over {area.toString(4)}")
