@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from planet_terrain_plugin.core.calibrate import softmax
-from planet_terrain_plugin.core.contract import KEY_PREFIX, ModelContract, VariantInfo
+from planet_terrain_plugin.core.contract import KEY_PREFIX, VARIANT_FIGURES, ModelContract, VariantInfo
 
 from training.config import TrainConfig
 from training.metrics import abstention, auroc, macro_f1
@@ -99,7 +99,7 @@ def variant_scores(logits: np.ndarray, ref_logits: np.ndarray, ts: TestSet, cont
 def variant_contract(contract: ModelContract, name: str, scores: dict) -> ModelContract:
     """``contract`` for the variant ``name``: its agreement with fp32 in the typed ``variant``, the rest of its
     ``scores`` (:func:`variant_scores`) in ``metrics``."""
-    typed = {f: scores[f] for f in ("macro_f1_delta_vs_fp32", "decision_agreement_vs_fp32")}
+    typed = {name: scores[name] for name in VARIANT_FIGURES}
     rest = {k: v for k, v in scores.items() if k not in typed}
     return contract.replace(variant=VariantInfo(name, **typed), metrics={**contract.metrics, **rest})
 

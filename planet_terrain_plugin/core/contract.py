@@ -95,24 +95,27 @@ class VariantInfo:
     """
 
     name: str | None = "fp32"
-    #: Test macro-F1 of this variant minus fp32's (negative: worse).
-    macro_f1_delta_vs_fp32: float | None = None
+    #: Test macro-F1 of this variant minus fp32's (negative: worse). ``low``: the smallest value that makes sense.
+    macro_f1_delta_vs_fp32: float | None = field(default=None, metadata={"low": -1.0})
     #: Share of test images on which this variant's decision (a class, or unknown) equals fp32's.
-    decision_agreement_vs_fp32: float | None = None
+    decision_agreement_vs_fp32: float | None = field(default=None, metadata={"low": 0.0})
 
     def problem(self) -> str | None:
         """What is wrong with these values, or None."""
         if self.name is not None and self.name not in VARIANT_NAMES:
             return f"names the variant '{self.name}'; known: {VARIANT_NAMES}."
-        for label, value, lo in (("macro_f1_delta_vs_fp32", self.macro_f1_delta_vs_fp32, -1.0),
-                                 ("decision_agreement_vs_fp32", self.decision_agreement_vs_fp32, 0.0)):
-            if value is not None and not (isinstance(value, float) and lo <= value <= 1.0):
-                return f"has {label} {value!r}; expected a number from {lo:g} to 1, or null."
+        for f in dataclasses.fields(self):
+            value, lo = getattr(self, f.name), f.metadata.get("low")
+            if lo is not None and value is not None and not (isinstance(value, float) and lo <= value <= 1.0):
+                return f"has {f.name} {value!r}; expected a number from {lo:g} to 1, or null."
         return None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+
+#: The figures of a :class:`VariantInfo` (its fields besides the name), as export scores and records them.
+VARIANT_FIGURES = tuple(f.name for f in dataclasses.fields(VariantInfo) if "low" in f.metadata)
 
 @dataclass(frozen=True)
 class ModelContract:
@@ -311,8 +314,7 @@ def _parse_variant(item: dict, source: str) -> VariantInfo:
 
 
 #: Where schema 1 kept the variant facts: free-form ``metrics`` entries, by :class:`VariantInfo` field.
-_V1_VARIANT_KEYS = {"variant": "name", "macro_f1_delta_vs_fp32": "macro_f1_delta_vs_fp32",
-                    "decision_agreement_vs_fp32": "decision_agreement_vs_fp32"}
+_V1_VARIANT_KEYS = {"variant": "name", **{name: name for name in VARIANT_FIGURES}}
 
 
 def _variant_v1(metrics: Mapping[str, Any]) -> VariantInfo:
