@@ -27,7 +27,7 @@ def describe(model: TerrainModel) -> str:
     return (f"<b>{e(c.model_name)}</b> {e(c.model_version)}<br>"
             f"Classes: {e(', '.join(c.class_names))}<br>"
             f"Bodies: {e(', '.join(c.bodies))}; trained on {lo:g}–{hi:g} m/px<br>"
-            f"Variant: {e(variant_note(dict(c.metrics), model.provider))}<br>"
+            f"Variant: {e(variant_note(c, model.provider))}<br>"
             f"onnxruntime: {e(model.provider_note)}")
 
 

@@ -28,7 +28,6 @@ from qgis.core import (QgsFeature, QgsFeatureRequest, QgsField, QgsFields,
                        QgsGeometry, QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingOutputString, QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterNumber, QgsRectangle, QgsWkbTypes)
-from qgis.PyQt.QtCore import QVariant
 
 from ..core import grid as core_grid
 from ..core.calibrate import INVALID_OUTPUT_NOTE, Reason
@@ -38,6 +37,7 @@ from ..core.session import ModelRunError, TerrainModel
 from ..qgis_io import engine
 from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
+from ..qgis_io.fields import COL_FIELD, GRID_FIELDS, ROW_FIELD
 from ..qgis_io.classify import (MIN_EXTENT_PIXELS, BodyError, check_body, check_geographic_extent,
                                 check_geographic_raster)
 from ..qgis_io.engine import GridRun
@@ -46,12 +46,9 @@ from ..qgis_io.raster_read import ExtentError, RasterReadError, RasterSource, ra
 from ..qgis_io.transform import CrsMismatchError, geometries_to_crs, rect_to_crs
 from .classification_base import ClassificationAlgorithm
 from .grid_plan import GridPlan
-from .guards import optional_threshold, run_grid_model
+from .guards import optional_threshold, run_model
 from .outputs import RunOutput
 
-#: Fields a grid run adds after ``fields.result_fields``: the cell's row (0 = top) and column in its row.
-ROW_FIELD, COL_FIELD = "row", "col"
-GRID_FIELDS: tuple[tuple[str, QVariant.Type], ...] = ((ROW_FIELD, QVariant.Int), (COL_FIELD, QVariant.Int))
 CELL_UNITS = ("metres", "pixels")
 DEFAULT_BATCH = 16
 
@@ -255,7 +252,8 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
             raise QgsProcessingException("INPUT: no raster layer could be opened from "
                                          f"{parameters.get(self.INPUT)!r}; give a raster file or layer.")
         output = RunOutput(self, parameters, self.OUTPUT, context)  # refuses an existing file before any work
-        model, layout = run_grid_model(self, parameters, self.MODEL, context, feedback)
+        model = run_model(self, parameters, self.MODEL, context, feedback, grid=True)
+        layout = model.layout
         contract = model.contract
         info = crs_info(layer.crs(), self.body_choice(parameters, context))
         try:
