@@ -18,15 +18,15 @@ from pathlib import Path
 import onnx
 import torch
 
-from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, SCHEMA_VERSION, ModelContract
+from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, ModelContract
 
 from training import checkpoint
 from training.model import output_count
 from training.report import PLOTS
 
 from . import parity
+from .common import load_data_for, run_contract, run_onnx, set_contract, test_set, variant_contract, variant_scores
 from .embedding import add_embedding_output
-from .common import load_data_for, run_contract, run_onnx, set_contract, test_set, variant_scores
 
 OPSET = 17
 
@@ -63,7 +63,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, ckpt_name: str = "last.
         raise ValueError(f"run '{run}' was trained with an extra \"other\" output (outlier_mode 'class'); the "
                          "plugin's contract expects one logit per class, so it cannot be exported: retrain it with "
                          "outlier_mode 'uniform'")
-    contract = run_contract(run, base).replace(outputs=(LOGITS, EMBEDDING), schema_version=SCHEMA_VERSION)
+    contract = run_contract(run, base).replace(outputs=(LOGITS, EMBEDDING))
     fp32 = out / f"{contract.model_name}.fp32.onnx"
     how = torch_to_onnx(model, contract.input_size, fp32)
     proto = add_embedding_output(onnx.load(str(fp32)))
@@ -89,7 +89,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, ckpt_name: str = "last.
         path = out / f"{contract.model_name}.{v}.onnx"
         builders[v](path)
         scores = variant_scores(run_onnx(path, ts.tensors), ref, ts, contract)
-        vc = contract.replace(metrics={**contract.metrics, **scores, "variant": v})
+        vc = variant_contract(contract, v, scores)
         onnx.save(set_contract(onnx.load(str(path)), vc), str(path))
         paths[v] = path
         report["variants"][v] = {**scores, "size_mb": round(path.stat().st_size / 2**20, 1)}

@@ -38,9 +38,8 @@ def test_contract_round_trips_outputs_and_ood_threshold(tmp_path):
     assert c.outputs == THREE_OUTPUTS and c.ood_threshold == OOD_THRESHOLD
 
 
-def test_schema_1_file_reads_as_logits_only(tmp_path):
+def test_file_without_output_keys_reads_as_logits_only(tmp_path):
     md = tiny_contract().to_metadata()
-    md[KEY_PREFIX + "schema_version"] = "1"
     for key in ("outputs", "ood_threshold"):
         md.pop(KEY_PREFIX + key)
     c = read_contract(str(write_model(tmp_path / "old.onnx", md)))

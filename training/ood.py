@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 
 from planet_terrain_plugin.core.calibrate import Reason, decide, decide_from_probs, restrict_to_body, softmax
-from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, OOD_SCORE, SCHEMA_VERSION
+from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, OOD_SCORE
 from planet_terrain_plugin.core.images import read_image
 from planet_terrain_plugin.core.preprocess import preprocess
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     known = np.array([r.known for r in data.splits["val"]])
     threshold = float(np.quantile(val[OOD_SCORE][known], a.quantile))
     report = measure(a, data, base, final, val, threshold)
-    contract = base.replace(model_version=a.version, schema_version=SCHEMA_VERSION,
+    contract = base.replace(model_version=a.version,
                             outputs=(LOGITS, EMBEDDING, OOD_SCORE), ood_threshold=threshold,
                             metrics={**base.metrics, **report["contract_metrics"]})
     onnx.save(set_contract(onnx.load(str(final)), contract), str(final))

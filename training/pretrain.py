@@ -23,9 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +33,13 @@ import torch.nn.functional as F
 from planet_terrain_plugin.core.images import read_image
 from planet_terrain_plugin.core.preprocess import stretched_gray
 
-from . import checkpoint
 from .augment import augment
 from .config import TrainConfig, config_from_args, run_parser
 from .inference import logits_for
+from .loop import EpochResult, RunStart, Stage, Task, fit, start_run
 from .metrics import auroc, macro_f1
 from .model import build_model, load_init
 from .rundata import RunData
-from .train import start_run
 
 #: Raster files the pool reads from ``ssl_raster_dir``.
 RASTER_SUFFIXES = (".tif", ".tiff", ".cub", ".img", ".jp2")
@@ -185,99 +182,87 @@ def backbone_state(net: SSLNet) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in net.backbone.state_dict().items()}
 
 
+class Contrastive(Task):
+    """Two views of each pool image through SimCLR's or BYOL's loss; BYOL's momentum target follows each step."""
+
+    checkpoint_name = "ssl_last.pt"
+
+    def __init__(self, cfg: TrainConfig, run: RunStart, net: SSLNet, pool: list[np.ndarray], report: dict):
+        super().__init__(net)
+        self.cfg, self.run, self.pool, self.report = cfg, run, pool, report
+        self.label = f"{cfg.ssl_method} "
+        self.target = copy.deepcopy(net) if cfg.ssl_method == "byol" else None
+        if self.target is not None:
+            self.target.requires_grad_(False)
+
+    def loader(self, epoch: int, stage: Stage) -> torch.utils.data.DataLoader:
+        self.net.train()
+        return torch.utils.data.DataLoader(_TwoViews(self.pool, self.cfg, self.run.contract, epoch),
+                                           batch_size=self.cfg.ssl_batch_size, shuffle=False,
+                                           num_workers=self.cfg.loader_workers, drop_last=True)
+
+    def loss(self, batch, epoch: int, step: int) -> tuple[torch.Tensor, int]:
+        device, precision = self.run.device, self.run.precision
+        v1, v2 = (v.to(device) for v in batch)
+        o1, o2 = precision.forward(self.net, [v1, v2], device)
+        if self.target is None:
+            return nt_xent(o1, o2, self.cfg.ssl_temperature), len(v1)
+        with torch.no_grad():
+            t1, t2 = precision.forward(self.target.project, [v1, v2], device)
+        return byol_loss(o1, t2) + byol_loss(o2, t1), len(v1)
+
+    def after_step(self) -> None:
+        if self.target is not None:
+            ema_update(self.target, self.net, self.cfg.ssl_momentum)
+
+    def row(self, r: EpochResult) -> dict:
+        return {"epoch": r.epoch + 1, "loss": r.loss, "images": r.images, "elapsed_s": r.elapsed_s}
+
+    def state(self) -> dict:
+        state = dict(net=self.net.state_dict(), report=self.report, config=json.loads(self.cfg.to_json()))
+        if self.target is not None:
+            state["target"] = self.target.state_dict()
+        return state
+
+    def load_state(self, ck: dict) -> None:
+        self.net.load_state_dict(ck["net"])
+        if self.target is not None:
+            self.target.load_state_dict(ck["target"])
+        self.report = ck["report"]
+
+    def save(self, out: Path, state: dict) -> None:
+        torch.save(backbone_state(self.net), out / "backbone.pt")
+
+
 def pretrain(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_dir: str | None = "runs/cache",
              progress: bool = True, probe: bool = True) -> Path:
     """Run (or continue) pretraining; returns the path of ``backbone.pt``."""
     run = start_run(cfg, out_dir, cache_dir)
-    out, device, precision, contract, data = run.out, run.device, run.precision, run.contract, run.data
+    data = run.data
     pool = unlabeled_pool(cfg, data, np.random.default_rng([cfg.seed, 1]))
-    byol = cfg.ssl_method == "byol"
-    net = SSLNet(cfg.arch, cfg.ssl_proj_dim, predictor=byol)
+    net = SSLNet(cfg.arch, cfg.ssl_proj_dim, predictor=cfg.ssl_method == "byol")
     if cfg.ssl_init:
         load_init(net.backbone, cfg.ssl_init)
-    net = precision.place(net, device)
+    net = run.precision.place(net, run.device)
     report: dict = {"method": cfg.ssl_method, "pool_images": len(pool),
                     "pool_hirise": sum(len(data.splits[s]) for s in cfg.ssl_splits), "init": cfg.ssl_init}
     if probe and not resume:
         report["probe_before"] = knn_probe(net.backbone, data)
         print(json.dumps({"probe_before": report["probe_before"]}), flush=True)
-    target = copy.deepcopy(net) if byol else None
-    if target is not None:
-        target.requires_grad_(False)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.ssl_lr, weight_decay=cfg.weight_decay)
-    scaler = precision.make_scaler(device)
-    start, history, elapsed_before = 0, [], 0.0
-    last = out / "ssl_last.pt"
-    if resume and last.is_file():
-        ck = checkpoint.load(last)
-        net.load_state_dict(ck["net"])
-        opt.load_state_dict(ck["optimizer"])
-        if target is not None:
-            target.load_state_dict(ck["target"])
-        start, history, elapsed_before = ck["epoch"] + 1, ck["history"], ck["elapsed_s"]
-        report = ck["report"]
-    t0 = time.time() - elapsed_before
-    budget = cfg.ssl_time_budget_min * 60
-    stopped = False
-    for epoch in range(start, cfg.ssl_epochs):
-        net.train()
-        loader = torch.utils.data.DataLoader(_TwoViews(pool, cfg, contract, epoch), batch_size=cfg.ssl_batch_size,
-                                             shuffle=False, num_workers=cfg.loader_workers, drop_last=True)
-        steps = len(loader)
-        run_loss, seen = 0.0, 0
-        it = enumerate(loader)
-        if progress:
-            from tqdm import tqdm
-            it = tqdm(it, total=steps, desc=f"{cfg.ssl_method} epoch {epoch + 1}/{cfg.ssl_epochs}", leave=False)
-        for step, (v1, v2) in it:
-            frac = (epoch + step / max(steps, 1)) / cfg.ssl_epochs
-            if budget:
-                frac = max(frac, (time.time() - t0) / budget)
-            for g in opt.param_groups:  # cosine decay over the run (or its time budget)
-                g["lr"] = cfg.ssl_lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-            v1, v2 = v1.to(device), v2.to(device)
-            if precision.channels_last:
-                v1, v2 = v1.to(memory_format=torch.channels_last), v2.to(memory_format=torch.channels_last)
-            with precision.autocast(device):  # the network in reduced precision, the losses in float32
-                o1, o2 = net(v1).float(), net(v2).float()
-                if byol:
-                    with torch.no_grad():
-                        t1, t2 = target.project(v1).float(), target.project(v2).float()
-            loss = byol_loss(o1, t2) + byol_loss(o2, t1) if byol else nt_xent(o1, o2, cfg.ssl_temperature)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            if target is not None:
-                ema_update(target, net, cfg.ssl_momentum)
-            run_loss += float(loss.detach()) * len(v1)
-            seen += len(v1)
-            if budget and time.time() - t0 >= budget:
-                stopped = True
-                break
-        elapsed = time.time() - t0
-        row = {"epoch": epoch + 1, "loss": run_loss / max(seen, 1), "images": seen, "elapsed_s": elapsed}
-        history.append(row)
-        print(json.dumps(row), flush=True)
-        state = dict(net=net.state_dict(), optimizer=opt.state_dict(), epoch=epoch, history=history,
-                     elapsed_s=elapsed, report=report, config=json.loads(cfg.to_json()))
-        if target is not None:
-            state["target"] = target.state_dict()
-        checkpoint.save(last, **state)
-        torch.save(backbone_state(net), out / "backbone.pt")
-        if stopped:
-            print(f"time budget of {cfg.ssl_time_budget_min} min reached in epoch {epoch + 1}; stopping")
-            break
+    task = Contrastive(cfg, run, net, pool, report)
+    stage = Stage(cfg.ssl_epochs, cfg.ssl_lr, budget_min=cfg.ssl_time_budget_min, stop_mid_epoch=True)
+    history = fit(task, [stage], run.out, run.device, run.precision, cfg.weight_decay, resume, progress)
+    report = task.report
     report["history"] = history
     if probe:
         report["probe_after"] = knn_probe(net.backbone, data)
-    (out / "pretrain.json").write_text(json.dumps(report, indent=1) + "\n")
+    (run.out / "pretrain.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "history"}), flush=True)
-    return out / "backbone.pt"
+    return run.out / "backbone.pt"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = run_parser(__doc__.splitlines()[0], "training/configs/pretrain.json", "ssl_last.pt")
+    p = run_parser(__doc__.splitlines()[0], "training/configs/pretrain.json", Contrastive.checkpoint_name)
     p.add_argument("--method", choices=("simclr", "byol"), help="overrides the config's ssl_method")
     a = p.parse_args(argv)
     cfg = config_from_args(a, ssl_method=a.method)

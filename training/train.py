@@ -6,53 +6,37 @@ backbone from :mod:`training.pretrain`, or an earlier run). Known classes learn 
 balance by a weighted sampler, inverse-frequency or class-balanced loss weights, optional focal term and
 mixup/CutMix: :mod:`training.losses`, :mod:`training.mixing`); the train split's "other" pool is pushed towards
 a uniform softmax (outlier exposure) or onto an extra output, so that abstaining on low top probability
-rejects it. Every lever is a config switch; :mod:`training.ablation` compares them. Every epoch writes ``last.pt`` (``--resume`` continues from it) and, when validation macro-F1
-improves, ``best.pt``; the config, split and history are written beside them.
+rejects it. Every lever is a config switch; :mod:`training.ablation` compares them. The epoch loop (schedule,
+time budget, precision, checkpoints) is :mod:`training.loop`'s: every epoch writes ``last.pt`` (``--resume``
+continues from it) and, when validation macro-F1 improves, ``best.pt``; the config, split and history are
+written beside them.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import random
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from planet_terrain_plugin.core.contract import ModelContract
-
 from . import checkpoint
 from .augment import augment
 from .config import TrainConfig, config_from_args, run_parser
 from .inference import logits_for
+from .loop import EpochResult, RunStart, Stage, Task, fit, start_run
 from .losses import class_balanced_weights, inverse_frequency_weights, mixed_known_loss, outlier_loss
 from .metrics import auroc, macro_f1
 from .mixing import mix_batch
 from .model import build_model, class_probs, load_init, output_count, set_backbone_trainable
-from .precision import Precision, precision_for
-from .rundata import RunData, load_run_data
+from .rundata import RunData
 
+#: Name of the frozen-backbone stage that precedes fine-tuning when the run starts from ``init`` weights.
+PROBE = "probe"
 #: At most this many "other" validation images are scored each epoch (all of them at calibration).
 VAL_OTHER_CAP = 400
-
-
-def pick_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def class_counts(data: RunData, n: int) -> np.ndarray:
@@ -106,14 +90,6 @@ def _loader(data: RunData, cfg: TrainConfig, contract, plan, epoch: int) -> torc
                                        persistent_workers=False, drop_last=False)
 
 
-def lr_at(progress: float, cfg: TrainConfig, base: float) -> float:
-    """Linear warm-up then cosine decay over the run's progress (0..1)."""
-    warm = cfg.warmup_epochs / max(cfg.epochs, 1)
-    if progress < warm:
-        return base * (progress + 1e-3) / warm
-    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warm) / max(1e-9, 1 - warm))))
-
-
 @torch.no_grad()
 def validate(model: torch.nn.Module, data: RunData, n_classes: int) -> dict:
     """Val macro-F1, accuracy, NLL on known classes and max-prob AUROC known-vs-other (capped pool)."""
@@ -130,140 +106,104 @@ def validate(model: torch.nn.Module, data: RunData, n_classes: int) -> dict:
     return out
 
 
-@dataclass(frozen=True)
-class RunStart:
-    """What a training or a pretraining run sets up alike before its first step."""
+def loss_weights(cfg: TrainConfig, data: RunData, n: int, device: torch.device) -> torch.Tensor | None:
+    """Per-output cross-entropy weights when ``cfg.balance`` balances by the loss; None otherwise."""
+    if cfg.balance not in ("loss_weights", "class_balanced"):
+        return None
+    counts = class_counts(data, n)
+    w = inverse_frequency_weights(counts) if cfg.balance == "loss_weights" else class_balanced_weights(
+        counts, cfg.cb_beta)
+    w = np.append(w, [1.0] * (output_count(cfg, n) - n))  # an extra "other" output keeps weight 1
+    return torch.tensor(w, dtype=torch.float32, device=device)
 
-    out: Path
-    device: torch.device
-    precision: Precision
-    contract: ModelContract
-    data: RunData
+
+def stages(cfg: TrainConfig) -> list[Stage]:
+    """From scratch: one stage. With ``init``: a linear probe of the backbone first, outside the time budget."""
+    warm = cfg.warmup_epochs / max(cfg.epochs, 1)
+    tune = Stage(cfg.epochs, cfg.lr, warm, budget_min=cfg.time_budget_min)
+    return [Stage(cfg.probe_epochs, cfg.probe_lr, warm, name=PROBE), tune] if cfg.init else [tune]
 
 
-def start_run(cfg: TrainConfig, out_dir: str | Path, cache_dir: str | None) -> RunStart:
-    """Output folder, threads, seeds, device and precision; the config and split written beside the run, so
-    every run folder says how it was made; the data loaded."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.num_threads)
-    seed_everything(cfg.seed)
-    device = pick_device()
-    precision = precision_for(device, cfg.precision)
-    contract = cfg.base_contract()
-    cfg.save(out / "config.json")
-    data = load_run_data(cfg, contract, cache_dir=cache_dir, write_split_to=out / "split.json")
-    return RunStart(out, device, precision, contract, data)
+class Supervised(Task):
+    """Known classes by (mixed, weighted, focal) cross-entropy, the train split's "other" pool by outlier
+    exposure; validated each epoch, the best epoch by validation macro-F1 kept in ``best.pt``."""
+
+    def __init__(self, cfg: TrainConfig, run: RunStart, model: torch.nn.Module):
+        super().__init__(model)
+        self.cfg, self.run, self.n = cfg, run, run.contract.num_classes
+        self.loss_w = loss_weights(cfg, run.data, self.n, run.device)
+        self.best = -1.0
+
+    def loader(self, epoch: int, stage: Stage) -> torch.utils.data.DataLoader:
+        probing = stage.name == PROBE
+        set_backbone_trainable(self.net, not probing)
+        self.net.train()
+        if probing:  # a linear probe keeps the backbone's BatchNorm statistics too
+            for m in self.net.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
+        plan = epoch_plan(self.run.data, self.cfg, np.random.default_rng([self.cfg.seed, epoch]), self.n)
+        return _loader(self.run.data, self.cfg, self.run.contract, plan, epoch)
+
+    def loss(self, batch, epoch: int, step: int) -> tuple[torch.Tensor, int]:
+        cfg = self.cfg
+        xb, y, is_other = (t.to(self.run.device) for t in batch)
+        known = ~is_other
+        mix_rng = np.random.default_rng([cfg.seed, epoch, step, 7])
+        x_known, partner, lam = mix_batch(xb[known], mix_rng, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_p)
+        if partner is not None:
+            xb = xb.clone()
+            xb[known] = x_known
+        (logits,) = self.run.precision.forward(self.net, [xb], self.run.device)
+        loss = logits.new_zeros(())
+        if known.any():
+            yk = y[known]
+            loss = loss + mixed_known_loss(logits[known], yk, None if partner is None else yk[partner], lam,
+                                           weight=self.loss_w, label_smoothing=cfg.label_smoothing,
+                                           focal_gamma=cfg.focal_gamma)
+        if is_other.any():
+            loss = loss + cfg.outlier_weight * outlier_loss(logits[is_other], cfg.outlier_mode, self.n)
+        return loss, len(y)
+
+    def evaluate(self) -> dict:
+        return validate(self.net, self.run.data, self.n)
+
+    def row(self, r: EpochResult) -> dict:
+        return {"epoch": r.epoch + 1, "probe": r.stage.name == PROBE, "train_loss": r.loss,
+                "elapsed_s": r.elapsed_s, "lr": r.lr, **r.metrics}
+
+    def state(self) -> dict:
+        return dict(model=self.net.state_dict(), config=json.loads(self.cfg.to_json()),
+                    contract=self.run.contract.to_metadata(), best=self.best)
+
+    def load_state(self, ck: dict) -> None:
+        self.net.load_state_dict(ck["model"])
+        self.best = ck["best"]
+
+    def save(self, out: Path, state: dict) -> None:
+        """``best.pt`` (no optimiser or scaler) when validation macro-F1 improved; ``history.json``."""
+        f1 = state["history"][-1]["val_macro_f1"]
+        if f1 > self.best:
+            self.best = state["best"] = f1
+            checkpoint.save(out / "best.pt", **{k: v for k, v in state.items() if k not in ("optimizer", "scaler")})
+        (out / "history.json").write_text(json.dumps(state["history"], indent=1) + "\n")
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, cache_dir: str | None = "runs/cache",
           progress: bool = True) -> Path:
     """Run (or continue) training; returns the path of the best checkpoint."""
     run = start_run(cfg, out_dir, cache_dir)
-    out, device, precision, contract, data = run.out, run.device, run.precision, run.contract, run.data
-    print(f"device {device}, {precision.describe()}")
-    n = contract.num_classes
-    model = build_model(output_count(cfg, n), cfg.arch)
-    two_stage = bool(cfg.init)
-    if two_stage:
+    model = build_model(output_count(cfg, run.contract.num_classes), cfg.arch)
+    if cfg.init:
         left = load_init(model, cfg.init)
         print(f"init from {cfg.init}; left at random init: {left}")
-    model = precision.place(model, device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = precision.make_scaler(device)
-    counts = class_counts(data, n)
-    loss_w = None
-    if cfg.balance in ("loss_weights", "class_balanced"):
-        w = inverse_frequency_weights(counts) if cfg.balance == "loss_weights" else class_balanced_weights(
-            counts, cfg.cb_beta)
-        w = np.append(w, [1.0] * (output_count(cfg, n) - n))  # an extra "other" output keeps weight 1
-        loss_w = torch.tensor(w, dtype=torch.float32, device=device)
-    start_epoch, best, history, elapsed_before = 0, -1.0, [], 0.0
-    last = out / "last.pt"
-    if resume and last.is_file():
-        ck = checkpoint.load(last)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        start_epoch, best, history = ck["epoch"] + 1, ck["best"], ck["history"]
-        elapsed_before = ck.get("elapsed_s", 0.0)
-        print(f"resumed from {last} at epoch {start_epoch}")
-    total_epochs = cfg.epochs + (cfg.probe_epochs if two_stage else 0)
-    t0 = time.time() - elapsed_before
-    budget_s = cfg.time_budget_min * 60
-    for epoch in range(start_epoch, total_epochs):
-        probing = two_stage and epoch < cfg.probe_epochs
-        set_backbone_trainable(model, not probing)
-        stage_epoch = epoch - (cfg.probe_epochs if two_stage and not probing else 0)
-        stage_len = cfg.probe_epochs if probing else cfg.epochs
-        base_lr = cfg.probe_lr if probing else cfg.lr
-        rng = np.random.default_rng([cfg.seed, epoch])
-        plan = epoch_plan(data, cfg, rng, n)
-        steps = max(1, math.ceil(len(plan) / cfg.batch_size))
-        model.train()
-        if probing:  # a linear probe keeps the backbone's BatchNorm statistics too
-            for m in model.modules():
-                if isinstance(m, torch.nn.BatchNorm2d):
-                    m.eval()
-        run_loss, seen = 0.0, 0
-        it = range(steps)
-        if progress:
-            from tqdm import tqdm
-            it = tqdm(it, desc=f"epoch {epoch + 1}/{total_epochs}{' (probe)' if probing else ''}", leave=False)
-        batches = iter(_loader(data, cfg, contract, plan, epoch))
-        for step in it:
-            frac = (stage_epoch + step / steps) / max(stage_len, 1)
-            if budget_s and not probing:  # a time budget compresses the schedule rather than truncating it
-                frac = max(frac, (time.time() - t0) / budget_s)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(min(frac, 1.0), cfg, base_lr)
-            xb, y, is_other = (t.to(device) for t in next(batches))
-            known = ~is_other
-            mix_rng = np.random.default_rng([cfg.seed, epoch, step, 7])
-            x_known, partner, lam = mix_batch(xb[known], mix_rng, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_p)
-            if partner is not None:
-                xb = xb.clone()
-                xb[known] = x_known
-            if precision.channels_last:
-                xb = xb.to(memory_format=torch.channels_last)
-            with precision.autocast(device):
-                logits = model(xb).float()
-            loss = logits.new_zeros(())
-            if known.any():
-                yk = y[known]
-                loss = loss + mixed_known_loss(logits[known], yk, None if partner is None else yk[partner], lam,
-                                               weight=loss_w, label_smoothing=cfg.label_smoothing,
-                                               focal_gamma=cfg.focal_gamma)
-            if is_other.any():
-                loss = loss + cfg.outlier_weight * outlier_loss(logits[is_other], cfg.outlier_mode, n)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            run_loss += float(loss.detach()) * len(y)
-            seen += len(y)
-            if progress:
-                it.set_postfix(loss=f"{run_loss / seen:.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}")
-        val = validate(model, data, n)
-        elapsed = time.time() - t0
-        row = {"epoch": epoch + 1, "probe": probing, "train_loss": run_loss / max(seen, 1), "elapsed_s": elapsed,
-               "lr": opt.param_groups[0]["lr"], **val}
-        history.append(row)
-        print(json.dumps(row), flush=True)
-        state = dict(model=model.state_dict(), config=json.loads(cfg.to_json()), contract=contract.to_metadata(),
-                     epoch=epoch, best=best, history=history, elapsed_s=elapsed, optimizer=opt.state_dict())
-        if val["val_macro_f1"] > best:
-            best = state["best"] = val["val_macro_f1"]
-            checkpoint.save(out / "best.pt", **{k: v for k, v in state.items() if k != "optimizer"})
-        checkpoint.save(last, **state)
-        (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-        if budget_s and elapsed >= budget_s and not probing:
-            print(f"time budget of {cfg.time_budget_min} min reached after epoch {epoch + 1}; stopping")
-            break
-    return out / "best.pt"
+    task = Supervised(cfg, run, run.precision.place(model, run.device))
+    fit(task, stages(cfg), run.out, run.device, run.precision, cfg.weight_decay, resume, progress)
+    return run.out / "best.pt"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = run_parser(__doc__.splitlines()[0], "training/configs/default.json", "last.pt")
+    p = run_parser(__doc__.splitlines()[0], "training/configs/default.json", Supervised.checkpoint_name)
     p.add_argument("--init", help="local torchvision ResNet-50 state dict: two-stage fine-tuning")
     p.add_argument("--epochs", type=int)
     return p

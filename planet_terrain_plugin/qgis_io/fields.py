@@ -16,12 +16,14 @@ from qgis.PyQt.QtCore import QVariant
 from ..core.calibrate import Decision
 from ..core.contract import ModelContract
 
+#: The decision's fields, by what they hold; filters, re-labelling and styling use these names.
+LABEL_FIELD, CLASS_ID_FIELD, CONFIDENCE_FIELD, ABSTAINED_FIELD = "label", "class_id", "confidence", "abstained"
 #: Fields before the per-class probabilities.
 HEAD_FIELDS: tuple[tuple[str, QVariant.Type], ...] = (
-    ("label", QVariant.String),
-    ("class_id", QVariant.Int),
-    ("confidence", QVariant.Double),
-    ("abstained", QVariant.Bool),
+    (LABEL_FIELD, QVariant.String),
+    (CLASS_ID_FIELD, QVariant.Int),
+    (CONFIDENCE_FIELD, QVariant.Double),
+    (ABSTAINED_FIELD, QVariant.Bool),
 )
 #: Fields after the per-class probabilities: provenance of the decision.
 TAIL_FIELDS: tuple[tuple[str, QVariant.Type], ...] = (
@@ -35,6 +37,9 @@ TAIL_FIELDS: tuple[tuple[str, QVariant.Type], ...] = (
     ("provider", QVariant.String),
     ("created_utc", QVariant.String),
 )
+#: Fields a grid run adds after :func:`result_fields`: the cell's row (0 = top) and column in its row.
+ROW_FIELD, COL_FIELD = "row", "col"
+GRID_FIELDS: tuple[tuple[str, QVariant.Type], ...] = ((ROW_FIELD, QVariant.Int), (COL_FIELD, QVariant.Int))
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ def gsd_warning(gsd_m: float, gsd_range_m: tuple[float, float]) -> bool | None:
 
 
 def probability_field_names(contract: ModelContract) -> list[str]:
+    """The ``p_<class>`` field names, in the contract's output order."""
     return [c.field_name for c in contract.classes]
 
 
@@ -100,10 +106,10 @@ def result_fields(contract: ModelContract) -> QgsFields:
 def decision_values(decision: Decision, contract: ModelContract, provenance: Provenance) -> dict[str, object]:
     """Attribute values by field name for one decision."""
     values: dict[str, object] = {
-        "label": decision.label,
-        "class_id": int(decision.class_id),
-        "confidence": float(decision.confidence),
-        "abstained": bool(decision.abstained),
+        LABEL_FIELD: decision.label,
+        CLASS_ID_FIELD: int(decision.class_id),
+        CONFIDENCE_FIELD: float(decision.confidence),
+        ABSTAINED_FIELD: bool(decision.abstained),
         "body_renorm": bool(decision.body_renormalised),
     }
     values.update(zip(probability_field_names(contract), (float(p) for p in decision.probs)))
