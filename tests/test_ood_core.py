@@ -12,7 +12,7 @@ import pytest
 
 from model_factory import THREE_OUTPUTS, TWO_OUTPUTS, tiny_contract, write_model, write_valid_model
 from planet_terrain_plugin.core import session as session_mod
-from planet_terrain_plugin.core.calibrate import Reason, decide, decide_from_probs, little_evidence, softmax
+from planet_terrain_plugin.core.calibrate import Reason, decide, decide_from_probs
 from planet_terrain_plugin.core.contract import KEY_PREFIX, ContractError, ModelContract, read_contract
 from planet_terrain_plugin.core.pipeline import classify_blocks
 from planet_terrain_plugin.core.session import load_model
@@ -120,19 +120,23 @@ def test_invalid_output_wins_over_out_of_distribution():
 
 
 def test_moon_abstains_without_evidence_for_its_classes():
-    """On the Moon only crater and impact ejecta remain: renormalised, a row with 5 % crater and 1 % ejecta looks
-    83 % sure of crater; with less than half their uniform share (1/7) of the mass it abstains instead."""
+    """On the Moon only crater and impact ejecta remain: renormalised as before, a row with 5 % crater and 1 %
+    ejecta would be 83 % sure of crater. It is divided by at least half their uniform share (1/7) instead, so it
+    stays at 35 %, abstains, and a re-label from its stored probabilities agrees at every threshold."""
     c = tiny_contract(threshold=0.5)
     mars_like = np.log(np.array([[0.05, 0.60, 0.20, 0.10, 0.01, 0.02, 0.02]]))
-    crater_like = np.log(np.array([[0.60, 0.10, 0.10, 0.10, 0.05, 0.025, 0.025]]))
     (d_mars,) = decide(mars_like, c, "Moon")
-    assert d_mars.abstained and d_mars.reason is Reason.LOW_CONFIDENCE and d_mars.confidence > 0.8
-    (d_crater,) = decide(crater_like, c, "Moon")
-    assert d_crater.label == "crater"
-    assert decide(mars_like, c, "Mars")[0].label == "dark dune"
+    assert d_mars.abstained and d_mars.reason is Reason.LOW_CONFIDENCE
+    np.testing.assert_allclose(d_mars.probs[0], 0.35) and np.testing.assert_allclose(sum(d_mars.probs), 0.42)
     enough = np.log(np.array([[0.15, 0.168, 0.168, 0.168, 0.01, 0.168, 0.168]]))
-    assert decide(enough, c, "Moon")[0].label == "crater", "16 % on the allowed classes is enough"
-    assert little_evidence(softmax(np.zeros((1, 7))), c, "Moon").tolist() == [False], "uniform is not 'less'"
+    (d_crater,) = decide(enough, c, "Moon")
+    assert d_crater.label == "crater" and abs(sum(d_crater.probs) - 1) < 1e-9, "16 % is enough: plain renormalising"
+    assert decide(mars_like, c, "Mars")[0].label == "dark dune"
+    for t in (0.0, 0.2, 0.3, 0.5, 0.9):
+        for logits in (mars_like, enough):
+            (fresh,) = decide(logits, c, "Moon", threshold=t)
+            (again,) = decide_from_probs(np.array([fresh.probs]), c, t, True)
+            assert again == fresh, t
 
 
 def test_fixed_reasons_survive_a_new_threshold():

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from planet_terrain_plugin.core.calibrate import Reason, decide, decide_from_probs, restrict_to_body, softmax
+from planet_terrain_plugin.core.calibrate import Reason, decide, decide_from_probs, softmax
 from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, OOD_SCORE
 from planet_terrain_plugin.core.images import read_image
 from planet_terrain_plugin.core.preprocess import preprocess
@@ -96,10 +96,10 @@ def apollo_figures(outs: dict, contract, gated) -> dict:
         c = Counter(d.label for d in decisions)
         return {"cells": len(decisions), "crater": c.get("crater", 0), "impact ejecta": c.get("impact ejecta", 0),
                 "out_of_distribution": sum(d.reason is Reason.OUT_OF_DISTRIBUTION for d in decisions)}
-    probs, _ = restrict_to_body(softmax(outs[LOGITS], contract.temperature), contract, "Moon")
-    before = decide_from_probs(probs, contract, contract.threshold, True)  # v1.1.0's rule: no share, no gate
+    kept = softmax(outs[LOGITS], contract.temperature) * np.array(contract.allowed_mask("Moon"))
+    before = decide_from_probs(kept / kept.sum(axis=1, keepdims=True), contract, contract.threshold, True)  # v1.1.0
     return {"before (renormalised top probability only)": count(before),
-            "after (evidence share + OOD gate)": count(decide(outs[LOGITS], gated, "Moon", ood_scores=outs[OOD_SCORE]))}
+            "after (evidence floor + OOD gate)": count(decide(outs[LOGITS], gated, "Moon", ood_scores=outs[OOD_SCORE]))}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,14 +6,18 @@ prediction abstains (class 0, ``unknown``) when the top probability is below the
 training tunes so that most "other" terrain is rejected. Output that is not a number (NaN or infinite logits,
 from a damaged or badly exported model) is never turned into a class: it abstains too, saying so.
 
-Two more reasons to abstain do not depend on the threshold. A model file with an ``ood_score`` output says how
-unlike the training images an input is (its contract's ``ood_threshold`` is the limit): above it, the image
-abstains as ``out_of_distribution`` however confident the softmax is, because a network trained on a thousand
-images can be confidently wrong about a gradient or an elevation model. And on a body where only some classes
-can occur, renormalising over those inflates the top probability, so the allowed classes must first hold at
-least half their uniform share of the network's mass (uniform is what outlier exposure in training gives
-unfamiliar terrain; a validation crater rarely holds less); with less, the network saw other landforms, not
-these, and the image abstains as ``low_confidence``.
+On a body where only some classes can occur, renormalising over those inflates the top probability: an image
+the network sees as a Martian dune (5 % crater, 1 % ejecta) would become an 83 % crater on the Moon. So the
+renormalisation divides by the allowed classes' share of the mass but never by less than half their uniform
+share (uniform is what outlier exposure in training gives unfamiliar terrain; a validation crater rarely holds
+less): with little evidence for the allowed classes the probabilities stay low, sum to less than 1 (the rest is
+"none of these"), and the image abstains as ``low_confidence`` at any usual threshold, as a re-label from the
+stored probabilities does too.
+
+A model file with an ``ood_score`` output says how unlike the training images an input is (its contract's
+``ood_threshold`` is the limit): above it, the image abstains as ``out_of_distribution`` whatever the threshold,
+however confident the softmax is, because a network trained on a thousand images can be confidently wrong about
+a gradient or an elevation model.
 """
 from __future__ import annotations
 
@@ -36,29 +40,19 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def allowed_share(probs: np.ndarray, contract: ModelContract, body: str | None) -> np.ndarray:
-    """(N,) share of each row's probability mass on the classes that can occur on ``body``."""
-    return np.asarray(probs, dtype=np.float64)[:, np.asarray(contract.allowed_mask(body), dtype=bool)].sum(axis=-1)
-
-
-def little_evidence(probs: np.ndarray, contract: ModelContract, body: str | None) -> np.ndarray:
-    """(N,) True where the allowed classes hold less than half their uniform share of the mass (module doc)."""
-    allowed = np.asarray(contract.allowed_mask(body), dtype=bool)
-    if allowed.all():
-        return np.zeros(len(probs), dtype=bool)
-    return allowed_share(probs, contract, body) < allowed.sum() / allowed.size / 2
+def evidence_floor(allowed: np.ndarray) -> float:
+    """The least share of the mass the allowed classes are renormalised by: half their uniform share."""
+    return float(allowed.sum()) / allowed.size / 2
 
 
 def restrict_to_body(probs: np.ndarray, contract: ModelContract, body: str | None) -> tuple[np.ndarray, bool]:
-    """Zero the classes that cannot occur on ``body`` and renormalise; returns (probs, whether it changed)."""
+    """Zero the classes that cannot occur on ``body`` and renormalise, by at least :func:`evidence_floor` (see the
+    module docstring); returns (probs, whether it changed)."""
     allowed = np.asarray(contract.allowed_mask(body), dtype=bool)
     if allowed.all():
         return probs, False
     kept = np.where(allowed, probs, 0.0)
-    total = kept.sum(axis=-1, keepdims=True)
-    # If every allowed class had probability 0 (cannot happen with softmax), keep the allowed ones uniform.
-    uniform = allowed / allowed.sum()
-    return np.where(total > 0, kept / np.where(total > 0, total, 1.0), uniform), True
+    return kept / np.maximum(kept.sum(axis=-1, keepdims=True), evidence_floor(allowed)), True
 
 
 class Reason(str, Enum):
@@ -88,7 +82,7 @@ class Decision:
     label: str
     confidence: float  # 0 for invalid output, which has no probability to be confident in
     abstained: bool
-    probs: tuple[float, ...]  # in contract class order, after body renormalisation; NaN for invalid output
+    probs: tuple[float, ...]  # in contract class order, after body renormalisation (module doc); NaN for invalid output
     body_renormalised: bool
     reason: Reason = Reason.NONE
     #: The model's out-of-distribution score for the image (None: the model has no OOD output).
@@ -124,13 +118,13 @@ def decide(logits: np.ndarray, contract: ModelContract, body: str | None = None,
     # where the body renormalisation would turn NaN into a uniform, confident-looking vector.
     finite = np.isfinite(logits).all(axis=1, keepdims=True)
     with np.errstate(over="ignore", invalid="ignore"):
-        full = softmax(np.where(finite, logits, 0.0), contract.temperature)
-        probs, renormalised = restrict_to_body(full, contract, body)
-    fixed = np.array([Reason.LOW_CONFIDENCE if little else Reason.NONE
-                      for little in little_evidence(full, contract, body)], dtype=object)
+        probs, renormalised = restrict_to_body(softmax(np.where(finite, logits, 0.0), contract.temperature),
+                                               contract, body)
+    fixed = [Reason.NONE] * len(logits)
     if ood_scores is not None and contract.ood_threshold is not None:
         scores = np.asarray(ood_scores, dtype=np.float64).reshape(len(logits))
-        fixed[~(scores <= contract.ood_threshold)] = Reason.OUT_OF_DISTRIBUTION  # NaN counts as unfamiliar
+        unfamiliar = ~(scores <= contract.ood_threshold)  # NaN counts as unfamiliar
+        fixed = [Reason.OUT_OF_DISTRIBUTION if u else Reason.NONE for u in unfamiliar]
     decisions = decide_from_probs(np.where(finite, probs, np.nan), contract, thr, renormalised, fixed)
     if ood_scores is None:
         return decisions
@@ -142,8 +136,8 @@ def decide_from_probs(probs: np.ndarray, contract: ModelContract, threshold: flo
     """Abstention on already calibrated probabilities: used to re-label stored results at a new threshold.
 
     A row that is not finite abstains as ``invalid_output`` whatever the threshold; so does a row whose entry in
-    ``fixed`` (reasons found before the threshold: out of distribution, too little evidence on this body) is not
-    ``Reason.NONE``, with that reason."""
+    ``fixed`` (reasons found before the threshold, such as out of distribution) is not ``Reason.NONE``, with that
+    reason."""
     probs = np.asarray(probs, dtype=np.float64)
     valid = np.isfinite(probs).all(axis=-1)
     safe = np.where(valid[:, None], probs, 0.0)

@@ -151,7 +151,8 @@ class NetworkOutputs:
 
     @classmethod
     def of(cls, named: dict) -> "NetworkOutputs":
-        get = lambda key: None if key not in named else np.asarray(named[key])  # noqa: E731
+        def get(key: str) -> np.ndarray | None:
+            return np.asarray(named[key]) if key in named else None
         return cls(np.asarray(named[LOGITS]), get(EMBEDDING), get(OOD_SCORE))
 
     @classmethod
