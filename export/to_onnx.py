@@ -63,10 +63,15 @@ def export_run(run_dir: str | Path, out_dir: str | Path, ckpt_name: str = "last.
         raise ValueError(f"run '{run}' was trained with an extra \"other\" output (outlier_mode 'class'); the "
                          "plugin's contract expects one logit per class, so it cannot be exported: retrain it with "
                          "outlier_mode 'uniform'")
-    contract = run_contract(run, base).replace(outputs=(LOGITS, EMBEDDING))
+    contract = run_contract(run, base)
     fp32 = out / f"{contract.model_name}.fp32.onnx"
     how = torch_to_onnx(model, contract.input_size, fp32)
-    proto = add_embedding_output(onnx.load(str(fp32)))
+    proto = onnx.load(str(fp32))
+    try:
+        proto = add_embedding_output(proto)
+        contract = contract.replace(outputs=(LOGITS, EMBEDDING))
+    except ValueError as exc:  # e.g. an ensemble: its logits average several heads, there is no one embedding
+        print(f"no embedding output: {exc}")
     onnx.checker.check_model(proto)
     onnx.save(set_contract(proto, contract), str(fp32))
     data = load_data_for(run, contract, cache_dir)
