@@ -68,18 +68,22 @@ def plots(m: dict, history: list[dict] | None, out_dir: str | Path) -> list[Path
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    s = m["per_image"]["all"]
-    c = s["curves"]
     paths = []
-
-    def save(fig, name):
+    figures = [(_confusion, "confusion.png"), (_reliability, "reliability.png"), (_risk_coverage, "risk_coverage.png"),
+               (_scores, "scores.png")] + ([(_training, "training_curves.png")] if history else [])
+    for draw, name in figures:
+        fig, ax = plt.subplots(figsize=(6, 5) if name == "confusion.png" else (5, 4))
+        draw(ax, m, history)
         fig.tight_layout()
         fig.savefig(out / name, dpi=72)
         plt.close(fig)
         paths.append(out / name)
+    return paths
 
+
+def _confusion(ax, m: dict, _history) -> None:
+    s = m["per_image"]["all"]
     cm = np.asarray(s["confusion"], float)
-    fig, ax = plt.subplots(figsize=(6, 5))
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     labels = s["confusion_labels"]
@@ -92,12 +96,13 @@ def plots(m: dict, history: list[dict] | None, out_dir: str | Path) -> list[Path
     ax.set_xlabel("decision (with abstention)")
     ax.set_ylabel("truth")
     ax.set_title("Test confusion (per image), row-normalised colour")
-    save(fig, "confusion.png")
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+
+def _reliability(ax, m: dict, _history) -> None:
+    s = m["per_image"]["all"]
     for key, lab, ece in (("reliability_before", "T = 1", s["ece_before"]),
                           ("reliability_after", f"T = {m['temperature']:.2f}", s["ece_after"])):
-        r = c[key]
+        r = s["curves"][key]
         keep = np.asarray(r["count"]) > 0
         ax.plot(np.asarray(r["confidence"])[keep], np.asarray(r["accuracy"])[keep], "o-",
                 label=f"{lab} (ECE {ece:.3f})")
@@ -106,41 +111,40 @@ def plots(m: dict, history: list[dict] | None, out_dir: str | Path) -> list[Path
     ax.set_ylabel("accuracy")
     ax.set_title("Reliability, known-class test images")
     ax.legend(fontsize=8)
-    save(fig, "reliability.png")
 
-    fig, ax = plt.subplots(figsize=(5, 4))
-    rc = c["risk_coverage"]
+
+def _risk_coverage(ax, m: dict, _history) -> None:
+    s = m["per_image"]["all"]
+    rc = s["curves"]["risk_coverage"]
     ax.plot(rc["coverage"], rc["risk"])
     ax.axvline(s["known_coverage"], color="r", ls="--", lw=1, label=f"threshold {m['threshold']:.2f}")
     ax.set_xlabel("coverage (share of known images accepted)")
     ax.set_ylabel("risk (error rate among accepted)")
     ax.set_title(f"Risk-coverage (AURC {s['aurc']:.3f})")
     ax.legend(fontsize=8)
-    save(fig, "risk_coverage.png")
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+
+def _scores(ax, m: dict, _history) -> None:
+    s = m["per_image"]["all"]
     bins = np.linspace(0, 1, 26)
-    ax.hist(c["known_top"], bins, alpha=0.6, density=True, label="known landforms")
-    ax.hist(c["other_top"], bins, alpha=0.6, density=True, label="'other' pool")
+    ax.hist(s["curves"]["known_top"], bins, alpha=0.6, density=True, label="known landforms")
+    ax.hist(s["curves"]["other_top"], bins, alpha=0.6, density=True, label="'other' pool")
     ax.axvline(m["threshold"], color="r", ls="--", lw=1, label="threshold")
     ax.set_xlabel("calibrated top probability")
     ax.set_title(f"Known vs other (AUROC {s['auroc_known_vs_other']:.3f})")
     ax.legend(fontsize=8)
-    save(fig, "scores.png")
 
-    if history:
-        fig, ax = plt.subplots(figsize=(5, 4))
-        ep = [h["epoch"] for h in history]
-        ax.plot(ep, [h["train_loss"] for h in history], label="train loss")
-        ax.plot(ep, [h["val_nll"] for h in history], label="val NLL (known)")
-        ax2 = ax.twinx()
-        ax2.plot(ep, [h["val_macro_f1"] for h in history], "g-", label="val macro-F1")
-        ax.set_xlabel("epoch")
-        ax.legend(loc="upper left", fontsize=8)
-        ax2.legend(loc="upper right", fontsize=8)
-        ax.set_title("Training")
-        save(fig, "training_curves.png")
-    return paths
+
+def _training(ax, _m: dict, history: list[dict]) -> None:
+    ep = [h["epoch"] for h in history]
+    ax.plot(ep, [h["train_loss"] for h in history], label="train loss")
+    ax.plot(ep, [h["val_nll"] for h in history], label="val NLL (known)")
+    ax2 = ax.twinx()
+    ax2.plot(ep, [h["val_macro_f1"] for h in history], "g-", label="val macro-F1")
+    ax.set_xlabel("epoch")
+    ax.legend(loc="upper left", fontsize=8)
+    ax2.legend(loc="upper right", fontsize=8)
+    ax.set_title("Training")
 
 
 def markdown(m: dict) -> str:
