@@ -321,8 +321,12 @@ class _KeyReader:
         return value
 
 
+#: Keys a file may leave out: without them the network has logits only (schema 1, early schema 2).
+OPTIONAL_KEYS = ("outputs", "ood_threshold")
+
+
 def _output_fields(reader: _KeyReader) -> dict[str, Any]:
-    """``outputs`` and ``ood_threshold``: files without them (schema 1, early schema 2) have logits only."""
+    """``outputs`` and ``ood_threshold`` (:data:`OPTIONAL_KEYS`)."""
     if KEY_PREFIX + "outputs" not in reader.props:
         return {}
     threshold = reader.get("ood_threshold", object)
