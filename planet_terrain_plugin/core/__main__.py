@@ -1,4 +1,5 @@
-"""Command line: ``python -m planet_terrain_plugin.core classify IMAGE... [--model M] [--threshold T] [--body B]``.
+"""Command line: ``python -m planet_terrain_plugin.core classify IMAGE... [--model M] [--head H] [--threshold T] [--body B]``,
+and ``teach LABELS.csv --out HEAD`` (a head on the model's embedding: ``core.heads``).
 
 Prints one JSON object per image (JSON lines), the shape an image-classification service returns -- ``probs``
 over the classes -- plus ``label``, ``confidence`` and ``abstained``. Usable from scripts without QGIS.
@@ -9,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import classify_cli
+from . import classify_cli, teach_cli
 
 #: Modules of the subcommands: each has ``add_parser(subparsers)``, which sets ``run(args) -> exit status``.
-COMMANDS = (classify_cli,)
+COMMANDS = (classify_cli, teach_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from .bodies import body_by_name
 from .calibrate import INVALID_OUTPUT_NOTE, Reason
 from .contract import UNKNOWN_ID, UNKNOWN_LABEL, ContractError, ModelContract
+from .heads import attach_head, read_head
 from .images import ImageError, read_image
 from .limits import MIN_EXTENT_PIXELS, max_read_side
 from .models import NoModelError, default_model_path
@@ -38,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("classify", help="classify image files, one JSON line each")
     c.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF, GeoTIFF, ISIS3 cube, VRT, ...)")
     c.add_argument("--model", help="ONNX model file (default: the shipped model for the active provider)")
+    c.add_argument("--head", help="head file (from 'teach'): answer with its classes instead of the model's")
     c.add_argument("--threshold", type=float, help="abstention threshold between 0 and 1 (default: the model's)")
     c.add_argument("--body", help="Mars, Moon or Vesta (any letter case): drop landforms impossible there")
     c.add_argument("--provider", help="auto, cuda, coreml or cpu (default: auto)")
@@ -48,6 +50,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Classify ``args.images``, one line each on ``out``; the exit status (0, 1: some image failed, 2)."""
     try:
         model = load_model(args.model or str(default_model_path()), args.provider)
+        if args.head:
+            model = attach_head(model, read_head(args.head))
         body = resolve_body(args.body, model.contract)
         check_threshold(args.threshold)
     except (ContractError, NoModelError, ImportError, ValueError) as exc:
