@@ -66,7 +66,7 @@ def test_algorithms_are_registered_with_their_parameters(grid_processing):
     assert grid is not None and grid.provider().id() == PROVIDER_ID
     assert [p.name() for p in grid.parameterDefinitions()] == [
         "INPUT", "EXTENT", "POLYGONS", "CELL_SIZE", "CELL_UNIT", "OVERLAP", "BATCH_SIZE", "MAX_CELLS", "ON_CANCEL", "MODEL",
-        "THRESHOLD", "BODY", "OUTPUT"]
+        "THRESHOLD", "BODY", "HEAD", "OUTPUT"]
     assert registry.algorithmById(EXPORT) is not None
 
 

@@ -19,7 +19,9 @@ EXPECTED = [("label", QVariant.String), ("class_id", QVariant.Int), ("confidence
             ("p_swiss_cheese", QVariant.Double), ("p_spider", QVariant.Double),
             ("body", QVariant.String), ("body_renorm", QVariant.Bool), ("gsd_m", QVariant.Double),
             ("gsd_warn", QVariant.Bool), ("source_layer", QVariant.String), ("model", QVariant.String),
-            ("model_version", QVariant.String), ("provider", QVariant.String), ("created_utc", QVariant.String)]
+            ("model_version", QVariant.String), ("provider", QVariant.String), ("created_utc", QVariant.String),
+            ("reviewed_label", QVariant.String), ("reviewed", QVariant.Bool), ("reviewed_by", QVariant.String),
+            ("reviewed_utc", QVariant.String)]
 
 PROV = fields.Provenance("Moon", 171.5, "AS15", "tiny-test-model", "0.0.1-test", "CPUExecutionProvider",
                          "2026-11-23T17:00:00Z")

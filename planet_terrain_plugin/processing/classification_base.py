@@ -10,13 +10,14 @@ from qgis.core import (QgsProcessingAlgorithm, QgsProcessingParameterEnum, QgsPr
                        QgsProcessingParameterFile, QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
 
 from ..qgis_io.layer_info import BODY_CHOICES
-from .guards import input_problem, model_problem
+from .guards import HEAD_PARAMETER, input_problem, model_problem
 
 
 class ClassificationAlgorithm(QgsProcessingAlgorithm):
     """Base of the Planet Terrain classification algorithms (not registered itself)."""
 
     INPUT, EXTENT, MODEL, THRESHOLD, BODY, OUTPUT = "INPUT", "EXTENT", "MODEL", "THRESHOLD", "BODY", "OUTPUT"
+    HEAD = HEAD_PARAMETER
 
     def group(self) -> str:
         return "Classification"
@@ -31,7 +32,8 @@ class ClassificationAlgorithm(QgsProcessingAlgorithm):
                                                        optional=True))
 
     def add_model_parameters(self) -> None:
-        """MODEL (default: the installed model), THRESHOLD (default: the model's) and BODY (default: from CRS)."""
+        """MODEL (default: the installed model), THRESHOLD (default: the model's), BODY (default: from CRS) and
+        HEAD (a head file from ``teach_head``: the results carry its classes, name and version)."""
         self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model file (ONNX; default: installed model)",
                                                      extension="onnx", optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Abstention threshold (default: model's)",
@@ -39,6 +41,8 @@ class ClassificationAlgorithm(QgsProcessingAlgorithm):
                                                        minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterEnum(self.BODY, "Body", options=list(BODY_CHOICES),
                                                      defaultValue=0, optional=True))
+        self.addParameter(QgsProcessingParameterFile(self.HEAD, "Head taught on the model (JSON; default: none, "
+                                                     "the model's own classes)", extension="json", optional=True))
 
     def body_choice(self, parameters, context) -> str:
         """The BODY parameter as its choice text ("auto" lets the CRS decide)."""

@@ -8,21 +8,34 @@ import os
 from qgis.core import QgsMapLayer, QgsProcessingException, QgsRasterLayer
 
 from ..core.contract import ContractError, check_model_file
+from ..core.heads import HeadError, attach_head, read_head
 from ..core.models import NoModelError
 from ..core.session import TerrainModel
 from ..qgis_io.model_choice import load_run_model
 from ..qgis_io.raster_read import web_layer_problem
 
 
+#: The optional head file parameter of the classification algorithms (``core.heads``).
+HEAD_PARAMETER = "HEAD"
+
+
 def run_model(alg, parameters: dict, name: str, context, feedback, grid: bool = False) -> TerrainModel:
-    """The model a run uses (the file in parameter ``name``, else the installed one), on the chosen provider;
-    every way that can fail becomes a message naming the parameter, and the log says what runs where.
+    """The model a run uses (the file in parameter ``name``, else the installed one, with the head in
+    :data:`HEAD_PARAMETER` when the algorithm has one and it is given), on the chosen provider; every way that can
+    fail becomes a message naming the parameter, and the log says what runs where.
 
     ``grid``: the session that keeps several batches in flight (``model.layout``), as the log says."""
     try:
         model = load_run_model(alg.parameterAsFile(parameters, name, context) or None, grid)
     except (NoModelError, ContractError, ImportError, ValueError, RuntimeError) as exc:
         raise QgsProcessingException(f"{name}: {exc}") from None
+    head_file = alg.parameterAsFile(parameters, HEAD_PARAMETER, context) \
+        if alg.parameterDefinition(HEAD_PARAMETER) is not None else ""
+    if head_file:
+        try:
+            model = attach_head(model, read_head(head_file))
+        except HeadError as exc:
+            raise QgsProcessingException(f"{HEAD_PARAMETER}: {exc}") from None
     layout = f"; {model.layout.describe()}" if grid else ""
     feedback.pushInfo(f"Model {model.contract.model_name} {model.contract.model_version} on {model.provider_note}"
                       f"{layout}")

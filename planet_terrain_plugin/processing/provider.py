@@ -8,6 +8,7 @@ from ..gui.resources import icon_path
 from .classify_extent import ClassifyExtentAlgorithm
 from .classify_grid import ClassifyGridAlgorithm
 from .export_labeled_layer import ExportLabeledLayerAlgorithm
+from .teach_head import TeachHeadAlgorithm
 
 PROVIDER_ID = "planet_terrain"
 
@@ -31,3 +32,4 @@ class PlanetTerrainProvider(QgsProcessingProvider):
         self.addAlgorithm(ClassifyExtentAlgorithm())
         self.addAlgorithm(ClassifyGridAlgorithm())
         self.addAlgorithm(ExportLabeledLayerAlgorithm())
+        self.addAlgorithm(TeachHeadAlgorithm())

@@ -25,7 +25,16 @@ HEAD_FIELDS: tuple[tuple[str, QVariant.Type], ...] = (
     (CONFIDENCE_FIELD, QVariant.Double),
     (ABSTAINED_FIELD, QVariant.Bool),
 )
-#: Fields after the per-class probabilities: provenance of the decision.
+#: A person's verdict on a cell (``qgis_io.review``): re-labelling, styling and exports keep it.
+REVIEWED_LABEL_FIELD, REVIEWED_FIELD = "reviewed_label", "reviewed"
+REVIEWED_BY_FIELD, REVIEWED_UTC_FIELD = "reviewed_by", "reviewed_utc"
+REVIEW_FIELDS: tuple[tuple[str, QVariant.Type], ...] = (
+    (REVIEWED_LABEL_FIELD, QVariant.String),
+    (REVIEWED_FIELD, QVariant.Bool),
+    (REVIEWED_BY_FIELD, QVariant.String),
+    (REVIEWED_UTC_FIELD, QVariant.String),
+)
+#: Fields after the per-class probabilities: provenance of the decision, then the review.
 TAIL_FIELDS: tuple[tuple[str, QVariant.Type], ...] = (
     ("body", QVariant.String),
     ("body_renorm", QVariant.Bool),
@@ -36,7 +45,7 @@ TAIL_FIELDS: tuple[tuple[str, QVariant.Type], ...] = (
     ("model_version", QVariant.String),
     ("provider", QVariant.String),
     ("created_utc", QVariant.String),
-)
+) + REVIEW_FIELDS
 #: Fields a grid run adds after :func:`result_fields`: the cell's row (0 = top) and column in its row.
 ROW_FIELD, COL_FIELD = "row", "col"
 GRID_FIELDS: tuple[tuple[str, QVariant.Type], ...] = ((ROW_FIELD, QVariant.Int), (COL_FIELD, QVariant.Int))
@@ -53,6 +62,11 @@ class Provenance:
     model_version: str
     provider: str
     created_utc: str
+
+
+def is_reviewed(value) -> bool:
+    """A ``reviewed`` value as any format reads it back (a bool, 0/1 from a Shapefile, NULL) as a bool."""
+    return value is not None and not (isinstance(value, QVariant) and value.isNull()) and bool(value)
 
 
 def utc_now() -> str:
@@ -110,6 +124,7 @@ def decision_values(decision: Decision, contract: ModelContract, provenance: Pro
         CLASS_ID_FIELD: int(decision.class_id),
         CONFIDENCE_FIELD: float(decision.confidence),
         ABSTAINED_FIELD: bool(decision.abstained),
+        REVIEWED_FIELD: False,
         "body_renorm": bool(decision.body_renormalised),
     }
     values.update(zip(probability_field_names(contract), (float(p) for p in decision.probs)))

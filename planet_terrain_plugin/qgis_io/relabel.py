@@ -5,10 +5,12 @@ fields, so moving the threshold needs no model run: abstention is recomputed by 
 run uses (:func:`core.calibrate.decide_from_probs`), which is why the result equals a fresh run at that threshold.
 The edit is one undoable edit-buffer change on the layer, committed only when the layer was not already being
 edited by the user. Only features whose label actually changes are touched, so sliding the threshold over a
-large grid costs a read of the probabilities and a few edits.
+large grid costs a read of the probabilities and a few edits. A feature a person reviewed (``reviewed`` true,
+``qgis_io.review``) keeps its label at every threshold: their verdict outranks the model's.
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
@@ -17,7 +19,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..core.calibrate import decide_from_probs
 from ..core.contract import PROBABILITY_PREFIX, ModelContract
-from .fields import ABSTAINED_FIELD, CLASS_ID_FIELD, LABEL_FIELD, probability_field_names
+from .fields import ABSTAINED_FIELD, CLASS_ID_FIELD, LABEL_FIELD, REVIEWED_FIELD, is_reviewed, probability_field_names
 
 
 class RelabelError(ValueError):
@@ -59,8 +61,8 @@ def _number(value) -> float:
 def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: float) -> dict[str, int]:
     """Recompute label, class_id and abstained (confidence is unchanged) for every feature at ``threshold``.
 
-    Returns the feature count per label after the change. Features without a complete probability vector
-    (NULLs, e.g. edited by hand) are left as they are and counted under their current label.
+    Returns the feature count per label after the change. Reviewed features, and features without a complete
+    probability vector (NULLs, e.g. edited by hand), are left as they are and counted under their current label.
     """
     threshold = float(threshold)
     if not 0.0 <= threshold <= 1.0:
@@ -72,12 +74,14 @@ def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: flo
     fields = layer.fields()
     idx_label, idx_id, idx_abst = (fields.indexOf(n) for n in (LABEL_FIELD, CLASS_ID_FIELD, ABSTAINED_FIELD))
     prob_idx = [fields.indexOf(n) for n in probability_field_names(contract)]
+    idx_reviewed = fields.indexOf(REVIEWED_FIELD)  # -1 in layers written before reviews existed
     request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(
-        prob_idx + [idx_label, idx_id, idx_abst])
+        prob_idx + [idx_label, idx_id, idx_abst] + ([idx_reviewed] if idx_reviewed >= 0 else []))
     ids, rows, current = [], [], []
     for feature in layer.getFeatures(request):
         ids.append(feature.id())
-        rows.append([_number(feature.attribute(i)) for i in prob_idx])
+        reviewed = idx_reviewed >= 0 and is_reviewed(feature.attribute(idx_reviewed))
+        rows.append([math.nan] * len(prob_idx) if reviewed else [_number(feature.attribute(i)) for i in prob_idx])
         current.append((feature.attribute(idx_label), feature.attribute(idx_id), feature.attribute(idx_abst)))
     if not ids:
         return {}
@@ -98,15 +102,17 @@ def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: flo
                 or bool(abstained) != d.abstained:
             changes[fid] = {idx_label: d.label, idx_id: d.class_id, idx_abst: new_abst}
     if changes:
-        _apply(layer, changes, threshold)
+        apply_changes(layer, changes, f"Re-label at threshold {threshold:.3f}")
     return dict(counts)
 
 
-def _apply(layer: QgsVectorLayer, changes: dict[int, dict[int, object]], threshold: float) -> None:
+def apply_changes(layer: QgsVectorLayer, changes: dict[int, dict[int, object]], command: str) -> None:
+    """Attribute ``changes`` (feature id -> field index -> value) as one undoable edit named ``command``,
+    committed unless the user was already editing the layer."""
     was_editing = layer.isEditable()
     if not was_editing and not layer.startEditing():
         raise RelabelError(f"layer '{layer.name()}' cannot be edited (read-only source?)")
-    layer.beginEditCommand(f"Re-label at threshold {threshold:.3f}")
+    layer.beginEditCommand(command)
     ok = all(layer.changeAttributeValues(fid, values) for fid, values in changes.items())
     if not ok:
         layer.destroyEditCommand()

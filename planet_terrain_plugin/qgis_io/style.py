@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import hashlib
 
-from qgis.core import QgsCategorizedSymbolRenderer, QgsFillSymbol, QgsRendererCategory, QgsVectorLayer
+from qgis.core import (QgsCategorizedSymbolRenderer, QgsExpression, QgsFillSymbol, QgsProperty, QgsRendererCategory,
+                       QgsSymbolLayer, QgsVectorLayer)
 from qgis.PyQt.QtGui import QColor
 
 from ..core.contract import HIRISE_LANDFORMS, UNKNOWN_LABEL, ModelContract
-from .fields import LABEL_FIELD
+from .fields import LABEL_FIELD, REVIEWED_FIELD
 
 #: A colour per HiRISE landform, in the contract's output order (colour-blind-friendly where possible).
 LANDFORM_COLOURS = ("#e6194b", "#3b2f8f", "#f58231", "#ffe119", "#911eb4", "#42d4f4", "#3cb44b")
@@ -47,5 +48,26 @@ def categorized_renderer(contract: ModelContract) -> QgsCategorizedSymbolRendere
 
 
 def apply_style(layer: QgsVectorLayer, contract: ModelContract) -> None:
-    layer.setRenderer(categorized_renderer(contract))
+    layer.setRenderer(outline_reviewed(categorized_renderer(contract)))
     layer.triggerRepaint()
+
+
+#: Outline of a reviewed feature: thick and black, whatever its class colour (``qgis_io.review``).
+REVIEWED_OUTLINE = ("#000000", 1.4)
+
+
+def outline_reviewed(renderer: QgsCategorizedSymbolRenderer) -> QgsCategorizedSymbolRenderer:
+    """Every category's outline drawn thick and black where the feature is reviewed (data-defined, so a layer
+    without the review fields draws as before)."""
+    test = f"coalesce({QgsExpression.quotedColumnRef(REVIEWED_FIELD)}, false)"
+    colour, width = REVIEWED_OUTLINE
+    for index, category in enumerate(renderer.categories()):
+        symbol = category.symbol().clone()
+        for layer in symbol.symbolLayers():
+            stroke = layer.strokeColor().name(QColor.HexArgb)
+            layer.setDataDefinedProperty(QgsSymbolLayer.PropertyStrokeColor, QgsProperty.fromExpression(
+                f"if({test}, '{colour}', '{stroke}')"))
+            layer.setDataDefinedProperty(QgsSymbolLayer.PropertyStrokeWidth, QgsProperty.fromExpression(
+                f"if({test}, {width}, {layer.strokeWidth()})"))
+        renderer.updateCategorySymbol(index, symbol)
+    return renderer
