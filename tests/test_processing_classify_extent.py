@@ -24,7 +24,7 @@ def test_provider_and_algorithm_are_registered(terrain_processing):
     alg = QgsApplication.processingRegistry().algorithmById(ALG)
     assert alg is not None and alg.provider().name() == "Planet Terrain"
     names = [p.name() for p in alg.parameterDefinitions()]
-    assert names == ["INPUT", "EXTENT", "MODEL", "THRESHOLD", "BODY", "OUTPUT"]
+    assert names == ["INPUT", "EXTENT", "MODEL", "THRESHOLD", "BODY", "HEAD", "OUTPUT"]
     assert alg.parameterDefinition("BODY").options() == ["auto", "Mars", "Moon", "Vesta"]
 
 

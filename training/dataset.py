@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,8 +148,11 @@ def _subsample(records: list[Record], n: int) -> list[Record]:
 
 
 def load_all(v3_root: str | Path, v1_root: str | Path | None, use_v1: bool, max_images: int = 0) -> list[Record]:
-    """v3 plus (optionally) v1 records; v1 is switchable because it is cropped differently."""
-    records = read_records(v3_root, "v3", max_images)
+    """v3 plus (optionally) v1 records; v1 is switchable because it is cropped differently.
+
+    ``v3_root`` may list several v3-layout roots separated by ``os.pathsep`` (``make train DATA_ROOT=a:b``): the
+    shared data and a user's reviewed cells (the plugin's "Export reviewed features as training data")."""
+    records = [r for root in str(v3_root).split(os.pathsep) if root for r in read_records(root, "v3", max_images)]
     if use_v1 and v1_root:
         records += read_records(v1_root, "v1", max_images)
     return records
