@@ -8,6 +8,7 @@ from ..gui.resources import icon_path
 from .classify_extent import ClassifyExtentAlgorithm
 from .classify_grid import ClassifyGridAlgorithm
 from .export_labeled_layer import ExportLabeledLayerAlgorithm
+from .export_training_data import ExportTrainingDataAlgorithm
 from .teach_head import TeachHeadAlgorithm
 
 PROVIDER_ID = "planet_terrain"
@@ -33,3 +34,4 @@ class PlanetTerrainProvider(QgsProcessingProvider):
         self.addAlgorithm(ClassifyGridAlgorithm())
         self.addAlgorithm(ExportLabeledLayerAlgorithm())
         self.addAlgorithm(TeachHeadAlgorithm())
+        self.addAlgorithm(ExportTrainingDataAlgorithm())
