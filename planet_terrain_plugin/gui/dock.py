@@ -32,6 +32,7 @@ from ..qgis_io.style import apply_style
 from .controller import TITLE, body_setting
 from .model_panel import ModelPanel
 from .result_panel import ResultPanel
+from .review_panel import ReviewPanel
 from .run_panel import MODE_EXTENT, GridChoiceError, RunPanel
 from .run_params import RunChoice, grid_parameters
 from .task import LOG_TAG, AlgorithmRun
@@ -79,9 +80,13 @@ class TerrainDock(QgsDockWidget):
         self.result_box = ResultPanel(self.message, body)
         self.result_box.layerChanged.connect(self._update_buttons)
         self.run_box.thresholdChanged.connect(self.result_box.relabel)
+        self.review_box = ReviewPanel(self.result_layer, lambda: self.model, self.message, body)
+        self.result_box.layerChanged.connect(self.review_box.refresh)
+        self.review_box.reviewed.connect(self.result_box.update_legend)
         outer.addWidget(self.model_box)
         outer.addWidget(self.run_box)
         outer.addWidget(self.result_box, 1)
+        outer.addWidget(self.review_box)
         scroll = QScrollArea(self)  # a short dock scrolls instead of squeezing the widgets onto each other
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)

@@ -1,0 +1,129 @@
+"""The panel's Review box: accept or correct the selected cells of the result layer, and harvest them.
+
+One click (or its key: Alt+A accepts, Alt+C corrects to the label in the box) reviews every selected feature of
+the result layer (``qgis_io.review``); the box says how many cells are reviewed per label. "Export reviewed as
+training data…" runs ``planet_terrain:export_training_data`` on them. Main-thread code only.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from qgis.core import Qgis, QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtWidgets import (QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout,
+                                 QWidget)
+
+from ..core.contract import UNKNOWN_LABEL, ModelContract
+from ..core.session import TerrainModel
+from ..qgis_io import review
+from ..qgis_io.result_layer import SOURCE_PROPERTY
+
+EXPORT_ALGORITHM = "planet_terrain:export_training_data"
+
+
+class ReviewPanel(QGroupBox):
+    """Accept / correct the selected cells; export the reviewed ones as training data."""
+
+    #: Emitted after cells were reviewed: their labels (and so the legend's counts) may have changed.
+    reviewed = pyqtSignal()
+
+    def __init__(self, layer: Callable[[], QgsVectorLayer | None], model: Callable[[], TerrainModel | None],
+                 message: Callable[[str, int], None], parent: QWidget | None = None) -> None:
+        super().__init__("Review", parent)
+        self._layer, self._model, self.message = layer, model, message
+        self.label_combo = QComboBox(self)
+        self.label_combo.setEditable(True)  # a new class name ("gully") may be typed
+        self.label_combo.setToolTip("The label a correction gives; type a new class name if it is not listed")
+        self.accept_button = QPushButton("&Accept", self)
+        self.accept_button.setToolTip("Mark the selected cells reviewed, keeping their label (Alt+A)")
+        self.correct_button = QPushButton("&Correct", self)
+        self.correct_button.setToolTip("Give the selected cells the label in the box, reviewed (Alt+C)")
+        self.export_button = QPushButton("Export reviewed as training data…", self)
+        self.counts_label = QLabel(self)
+        self.counts_label.setWordWrap(True)
+        row = QHBoxLayout()
+        for widget in (self.label_combo, self.correct_button, self.accept_button):
+            row.addWidget(widget)
+        outer = QVBoxLayout(self)
+        outer.addLayout(row)
+        outer.addWidget(self.counts_label)
+        outer.addWidget(self.export_button)
+        self.accept_button.clicked.connect(lambda: self.review(None))
+        self.correct_button.clicked.connect(lambda: self.review(self.label_combo.currentText()))
+        self.export_button.clicked.connect(self.export_training_data)
+        self.refresh()
+
+    def _contract(self) -> ModelContract | None:
+        model = self._model()
+        return model.contract if model is not None else None
+
+    def refresh(self, *_args) -> None:
+        """Labels to pick from (the model's classes, ``unknown``, and those already in the layer) and the counts."""
+        contract, layer = self._contract(), self._layer()
+        current = self.label_combo.currentText()
+        names = list(contract.class_names) + [UNKNOWN_LABEL] if contract is not None else []
+        counts = review.reviewed_counts(layer) if layer is not None else {}
+        names += [n for n in sorted(counts) if n not in names]
+        self.label_combo.clear()
+        self.label_combo.addItems(names)
+        if current:
+            self.label_combo.setCurrentText(current)
+        total = sum(counts.values())
+        self.counts_label.setText(f"{total} reviewed" + (": " + ", ".join(f"{n} {c}" for n, c in
+                                                                         sorted(counts.items())) if total else ""))
+        for button in (self.accept_button, self.correct_button):
+            button.setEnabled(layer is not None)
+        self.export_button.setEnabled(total > 0)
+
+    def review(self, label: str | None) -> int:
+        """Review the selected features of the result layer (``label`` None: accept); returns how many."""
+        layer = self._layer()
+        if layer is None:
+            self.message("Review: no result layer; classify first", Qgis.Warning)
+            return 0
+        try:
+            done = review.review_features(layer, layer.selectedFeatureIds(), label, self._contract())
+        except review.ReviewError as exc:
+            self.message(f"Review: {exc}", Qgis.Warning)
+            return 0
+        self.refresh()
+        self.reviewed.emit()
+        self.message(f"{done} cell(s) {'accepted' if label is None else 'corrected to ' + label.strip()}", Qgis.Info)
+        return done
+
+    def source_raster(self) -> QgsRasterLayer | None:
+        """The raster the result layer describes: by the id a rectangle's layer carries, else by the name in the
+        features' ``source_layer`` field (a grid's output), when one raster of the project has it."""
+        layer, project = self._layer(), QgsProject.instance()
+        if layer is None:
+            return None
+        raster = project.mapLayer(layer.customProperty(SOURCE_PROPERTY) or "")
+        if isinstance(raster, QgsRasterLayer):
+            return raster
+        feature = next(layer.getFeatures(), None)
+        name = feature["source_layer"] if feature is not None and "source_layer" in layer.fields().names() else None
+        named = [r for r in project.mapLayersByName(str(name)) if isinstance(r, QgsRasterLayer)] if name else []
+        return named[0] if len(named) == 1 else None
+
+    def export_training_data(self, folder: str | None = None) -> dict | None:
+        """Run the export on the reviewed cells into a new ``folder`` (asked for when None)."""
+        import processing
+        from qgis.core import QgsProcessingException
+
+        raster = self.source_raster()
+        if raster is None:
+            self.message("Export: the raster of this result layer is not in the project; use Processing > "
+                         "Export reviewed features as training data and choose it", Qgis.Warning)
+            return None
+        folder = folder or QFileDialog.getExistingDirectory(self, "New folder for the training data")
+        if not folder:
+            return None
+        try:
+            model = self._model()
+            result = processing.run(EXPORT_ALGORITHM, {"INPUT": self._layer(), "RASTER": raster, "OUTPUT": folder,
+                                                       "MODEL": model.path if model is not None else None})
+        except QgsProcessingException as exc:
+            self.message(f"Export: {exc}", Qgis.Warning)
+            return None
+        self.message(f"{int(result['IMAGES'])} training image(s) written to {result['OUTPUT']}", Qgis.Success)
+        return result
