@@ -15,7 +15,7 @@ QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 export QT_QPA_PLATFORM ?= offscreen
 
 .DEFAULT_GOAL := help
-.PHONY: help sysdeps venv test demo deploy package bench clean
+.PHONY: help sysdeps venv test demo deploy package bench fewshot clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ package: ## Build dist/planet_terrain_plugin-<version>.zip for "Install from ZIP
 
 bench: venv ## Performance table: pipeline vs bare onnxruntime, baselines, memory at 1k-100k cells (build/bench)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+fewshot: venv ## Few-shot heads vs the shipped head: HiRISE k = 1-20 and the Apollo crater/plain case (build/fewshot)
+	GDAL_PAM_ENABLED=NO $(PY) -m benchmarks.fewshot
 
 clean: ## Remove build outputs (keeps the venv)
 	rm -rf build dist .pytest_cache .hypothesis
