@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingOutputNumber,
+from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingOutputString, QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
@@ -19,24 +19,21 @@ from ..core.newfile import NewFileError
 from ..qgis_io.raster_read import ExtentError, raster_source
 from ..qgis_io.transform import CrsMismatchError
 from ..qgis_io.teach import default_cell_pixels, examples_from_layer, teach_from_examples
+from .classification_base import ClassificationAlgorithm
 from .guards import run_model
 
 
-class TeachHeadAlgorithm(QgsProcessingAlgorithm):
-    INPUT, EXAMPLES, LABEL_FIELD, MODEL, CELL_SIZE = "INPUT", "EXAMPLES", "LABEL_FIELD", "MODEL", "CELL_SIZE"
-    NAME, VERSION, OUTPUT, CV_ACCURACY, REPORT = "NAME", "VERSION", "OUTPUT", "CV_ACCURACY", "REPORT"
+class TeachHeadAlgorithm(ClassificationAlgorithm):
+    """In the classification group, with its INPUT and MODEL checks (no HEAD: a head is taught on the model)."""
+
+    EXAMPLES, LABEL_FIELD, CELL_SIZE = "EXAMPLES", "LABEL_FIELD", "CELL_SIZE"
+    NAME, VERSION, CV_ACCURACY, REPORT = "NAME", "VERSION", "CV_ACCURACY", "REPORT"
 
     def name(self) -> str:
         return "teach_head"
 
     def displayName(self) -> str:
         return "Teach a head from labelled examples"
-
-    def group(self) -> str:
-        return "Classification"
-
-    def groupId(self) -> str:  # noqa: N802 -- QGIS's name
-        return "classification"
 
     def shortHelpString(self) -> str:
         return ("Teaches new classes (e.g. 'gully', 'lunar pit') from points or polygons drawn on a raster: each "
