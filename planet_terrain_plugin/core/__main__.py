@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 
+from .batch import cli as batch_cli
 from .contract import ContractError
 from .images import read_image
 from .models import NoModelError, default_model_path
@@ -25,11 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threshold", type=float, help="abstention threshold (default: the model's)")
     c.add_argument("--body", help="Mars, Moon or Vesta: drop landforms impossible there")
     c.add_argument("--provider", help="auto, cuda, coreml or cpu (default: auto)")
+    batch_cli.add_commands(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in batch_cli.COMMANDS:
+        return batch_cli.main(args)
     try:
         model = load_model(args.model or str(default_model_path()), args.provider)
     except (ContractError, NoModelError, ImportError, ValueError) as exc:

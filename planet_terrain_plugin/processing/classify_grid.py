@@ -53,8 +53,8 @@ from .classification_base import ClassificationAlgorithm
 from .guards import FileOutput, optional_threshold, run_grid_model
 
 #: Fields a grid run adds after ``fields.result_fields``: the cell's row (0 = top) and column in its row.
-ROW_FIELD, COL_FIELD = "row", "col"
-GRID_FIELDS: tuple[tuple[str, QVariant.Type], ...] = ((ROW_FIELD, QVariant.Int), (COL_FIELD, QVariant.Int))
+ROW_FIELD, COL_FIELD = result_fields.result_schema.ROW_FIELD, result_fields.result_schema.COL_FIELD
+GRID_FIELDS: tuple[tuple[str, QVariant.Type], ...] = result_fields.GRID_FIELDS
 CELL_UNITS = ("metres", "pixels")
 DEFAULT_BATCH = 16
 #: Fewest cells read, preprocessed and written together, whatever the model's batch size: the threads hand
