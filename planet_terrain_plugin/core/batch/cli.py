@@ -6,6 +6,7 @@ import sys
 
 from ..contract import ContractError
 from ..models import NoModelError, default_model_path
+from .plan import DEFAULT_PARTITION_CELLS
 
 COMMANDS = ("grid", "merge")
 #: What to install when the batch extra is missing.
@@ -31,7 +32,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--workers", type=int, help="local cluster worker processes (default: one per core; 0: run "
                                                "in this process without Dask)")
     g.add_argument("--batch-size", type=int, default=32, help="cells per onnxruntime call")
-    g.add_argument("--partition-cells", type=int, default=1024, help="cells per partition (one Dask task)")
+    g.add_argument("--partition-cells", type=int, default=DEFAULT_PARTITION_CELLS,
+                   help=f"cells per partition, one Dask task (default {DEFAULT_PARTITION_CELLS})")
     m = sub.add_parser("merge", help="write a finished grid run as one GeoPackage for QGIS")
     m.add_argument("folder", help="the --out folder of a grid run")
     m.add_argument("--out", required=True, help="GeoPackage to write (.gpkg; never replaced)")

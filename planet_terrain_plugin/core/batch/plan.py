@@ -24,7 +24,7 @@ from .source import RasterFacts
 #: Fewest source pixels a cell must span (the floor of the QGIS path, ``qgis_io.classify.MIN_EXTENT_PIXELS``).
 MIN_CELL_PIXELS = 8
 #: Cells per partition by default: a few seconds of work per task on one CPU core.
-DEFAULT_PARTITION_CELLS = 1024
+DEFAULT_PARTITION_CELLS = 512
 #: Most source pixels one partition covers (bounds what a task reads, for very large cells).
 MAX_PARTITION_PIXELS = 64 * 2**20
 

@@ -24,7 +24,7 @@ from ..session import physical_cores
 from .crs import check_body
 from .manifest import Manifest, open_manifest
 from .parquet import file_sha256
-from .plan import CellChoice, cell_choice, cell_size, make_grid, partitions
+from .plan import DEFAULT_PARTITION_CELLS, CellChoice, cell_choice, cell_size, make_grid, partitions
 from .source import RasterFacts, raster_facts
 from .task import PartitionJob, run_partition
 
@@ -44,8 +44,9 @@ class RunOptions:
     provider: str | None = None
     scheduler: str | None = None
     workers: int | None = None
+    threads: int | None = None  # onnxruntime threads per local worker (default: the cores shared out)
     batch_size: int = 32
-    partition_cells: int = 1024
+    partition_cells: int = DEFAULT_PARTITION_CELLS
 
 
 @dataclass
@@ -97,11 +98,12 @@ def _projjson(facts: RasterFacts) -> dict | None:
         return None
 
 
-def local_layout(workers: int | None) -> tuple[int, int]:
-    """(worker processes, onnxruntime threads each) for a LocalCluster on this machine."""
+def local_layout(workers: int | None, threads: int | None = None) -> tuple[int, int]:
+    """(worker processes, onnxruntime threads each) for a LocalCluster on this machine: one worker per core by
+    default, the cores shared out between the workers unless ``threads`` is given."""
     cores = physical_cores()
     n = max(1, min(workers or cores, cores))
-    return n, max(1, cores // n)
+    return n, threads or max(1, cores // n)
 
 
 def run(options: RunOptions, log: Callable[[str], None] = print) -> RunSummary:
@@ -110,7 +112,7 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> RunSummary:
     if options.scheduler:
         n_workers, threads = None, 0
     else:
-        n_workers, threads = local_layout(options.workers)
+        n_workers, threads = local_layout(options.workers, options.threads)
     request, jobs = plan_jobs(options, threads)
     manifest = open_manifest(options.out, request)
     done = manifest.verified()
