@@ -87,7 +87,7 @@ def one_run(raster: Path, model: str, workers: int, tag: str, kill_after: int | 
                 print(f"  killed worker {marks['killed']}", flush=True)
 
     options = RunOptions(inputs=[str(raster)], out=str(out), model=model, workers=workers, threads=1)
-    start = time.perf_counter()
+    start, load_before = time.perf_counter(), os.getloadavg()[0]
     with PeakMemory() as memory:
         summary = run(options, log)
     wall = time.perf_counter() - start
@@ -96,6 +96,7 @@ def one_run(raster: Path, model: str, workers: int, tag: str, kill_after: int | 
             "classified": summary.classified, "wall_s": round(wall, 2), "work_s": round(work, 2),
             "cells_per_s": round(summary.cells / work, 1), "classified_per_s": round(summary.classified / work, 1),
             "peak_worker_rss_mb": [round(m) for m in memory.workers(workers)], "killed": marks["killed"],
+            "load_avg_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
             "out": str(out)}
 
 

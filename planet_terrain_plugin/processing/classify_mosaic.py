@@ -19,7 +19,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from qgis.core import (QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingParameterEnum,
+from qgis.core import (QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingParameterFile, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination, QgsProcessing,
@@ -32,7 +32,7 @@ from ..core.models import NoModelError
 from ..qgis_io.model_choice import provider_setting, resolve_model_path
 from ..qgis_io.style import apply_style
 from .classification_base import ClassificationAlgorithm
-from .classify_grid import CELL_UNITS
+from .classify_grid import CELL_UNITS, ClassifyGridAlgorithm
 from .styling import StyleOnLoad
 
 #: QGIS setting with the address of a Dask scheduler to use by default (empty: a local cluster).
@@ -61,7 +61,8 @@ def style_geopackage(path: str, layer_name: str, contract: ModelContract) -> Non
 
 
 class ClassifyMosaicAlgorithm(ClassificationAlgorithm):
-    CELL_SIZE, CELL_UNIT, OVERLAP = "CELL_SIZE", "CELL_UNIT", "OVERLAP"
+    CELL_SIZE, CELL_UNIT, OVERLAP = (ClassifyGridAlgorithm.CELL_SIZE, ClassifyGridAlgorithm.CELL_UNIT,
+                                     ClassifyGridAlgorithm.OVERLAP)
     SCHEDULER, WORKERS, RUN_FOLDER = "SCHEDULER", "WORKERS", "RUN_FOLDER"
     CELLS_CLASSIFIED = "CELLS_CLASSIFIED"
 
@@ -85,14 +86,10 @@ class ClassifyMosaicAlgorithm(ClassificationAlgorithm):
     def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterMultipleLayers(self.INPUT, "Rasters or mosaics",
                                                                QgsProcessing.TypeRaster))
-        self.addParameter(QgsProcessingParameterNumber(self.CELL_SIZE, "Cell size (default: model input size "
-                                                       "in pixels)", QgsProcessingParameterNumber.Double,
-                                                       optional=True, minValue=0.0))
-        self.addParameter(QgsProcessingParameterEnum(self.CELL_UNIT, "Cell size unit", options=list(CELL_UNITS),
-                                                     defaultValue=1))
-        self.addParameter(QgsProcessingParameterNumber(self.OVERLAP, "Overlap between cells (0-0.9)",
-                                                       QgsProcessingParameterNumber.Double, defaultValue=0.0,
-                                                       minValue=0.0, maxValue=0.9))
+        grid = ClassifyGridAlgorithm()  # the cell parameters are classify_grid's, defined once there
+        grid.initAlgorithm()
+        for name in (self.CELL_SIZE, self.CELL_UNIT, self.OVERLAP):
+            self.addParameter(grid.parameterDefinition(name).clone())
         self.addParameter(QgsProcessingParameterString(self.SCHEDULER, "Dask scheduler address (default: setting, "
                                                        "else a local cluster)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.WORKERS, "Local cluster workers (0: one per core)",

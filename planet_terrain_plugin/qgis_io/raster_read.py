@@ -28,9 +28,8 @@ from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsRasterDataProvider
                        QgsRasterRange, QgsRectangle)
 
 from ..core import nodata
+from ..core.reading import OVERSAMPLE, block_size  # noqa: F401 -- OVERSAMPLE re-exported
 
-#: Longest side of a read block, in multiples of the model input size (see the module docstring).
-OVERSAMPLE = 4
 
 #: numpy dtype of each QGIS raster data type the pipeline accepts (complex and ARGB types are refused).
 DTYPES: dict[int, np.dtype] = {
@@ -164,14 +163,7 @@ def clip_extent(source: RasterSource, extent: QgsRectangle) -> QgsRectangle:
 def read_size(source: RasterSource, extent: QgsRectangle, input_size: int) -> tuple[int, int]:
     """(width, height) in pixels of the block to read for ``extent`` (see the module docstring)."""
     px, py = source.pixel_size
-    native_w = max(1, round(extent.width() / px))
-    native_h = max(1, round(extent.height() / py))
-    cap = OVERSAMPLE * input_size
-    longest = max(native_w, native_h)
-    if longest <= cap:
-        return native_w, native_h
-    scale = cap / longest
-    return max(1, round(native_w * scale)), max(1, round(native_h * scale))
+    return block_size(extent.width() / px, extent.height() / py, input_size)
 
 
 def _band_array(source: RasterSource, band: int, dtype: np.dtype, extent: QgsRectangle,

@@ -91,7 +91,9 @@ def check_body(facts: CrsFacts, contract: ModelContract) -> str | None:
 def gsd_m(facts: CrsFacts, width: float, height: float, columns: int, rows: int, centre_y: float) -> float:
     """Ground metres per pixel of a ``columns`` x ``rows`` image covering ``width`` x ``height`` CRS units.
 
-    NaN without a CRS, and for degrees with neither a radius in the WKT nor a detected body (no Earth guess).
+    ``facts``: a :class:`CrsFacts`, or QGIS's ``qgis_io.layer_info.CrsInfo`` (the same fields), so both paths
+    compute it here. NaN without a CRS (the map units are unknown, whatever the body), and for degrees with
+    neither a radius in the WKT nor a detected body (no Earth guess).
     """
     if not facts.valid:
         return float("nan")
@@ -99,6 +101,7 @@ def gsd_m(facts: CrsFacts, width: float, height: float, columns: int, rows: int,
     if body is None:
         if facts.degrees and facts.radius_m is None:
             return float("nan")
+        # No body: the CRS's own radius is all that matters for ground distance; projected units need none.
         radius = facts.radius_m or 1.0
         body = Body("unknown", radius, (radius, radius), 0, ())
     return bodies.gsd_m(body, width / columns, height / rows, facts.degrees, centre_y, facts.unit_to_m,

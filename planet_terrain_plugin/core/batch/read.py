@@ -5,8 +5,8 @@ Same rules, so both paths hand the model the same arrays (``processing.classify_
 
 * the cell is clipped to the raster; a cell with less than the model's ``min_valid_fraction`` of its area on
   the raster, or less than half a pixel, is not read;
-* the clipped part is read at native resolution, or with its longer side capped at ``OVERSAMPLE`` x the
-  model input size (nearest neighbour, as GDAL resamples for QGIS);
+* the clipped part is read at the size ``core.reading.block_size`` gives (native, or capped; nearest
+  neighbour, as GDAL resamples for QGIS);
 * nodata per band (declared value, non-finite values, else an undeclared zero collar), or the alpha band /
   dataset mask where there is one (``core.nodata``), computed on the clipped block;
 * the part of the cell beyond the raster is padded as nodata, so an edge cell keeps its ground size.
@@ -19,10 +19,9 @@ import numpy as np
 
 from .. import nodata
 from ..grid import Cell
+from ..reading import block_size
 from .source import RasterFacts
 
-#: Longest side of a read block in multiples of the model input size (``qgis_io.raster_read.OVERSAMPLE``).
-OVERSAMPLE = 4
 #: Window offsets and sizes this close to whole pixels are whole pixels (extents carry float noise).
 _SNAP = 1e-6
 
@@ -47,17 +46,6 @@ def _intersect(a: Box, b: Box) -> Box | None:
 
 def _area(box: Box) -> float:
     return (box[2] - box[0]) * (box[3] - box[1])
-
-
-def read_size(width_px: float, height_px: float, input_size: int) -> tuple[int, int]:
-    """(width, height) of the block to read for a clipped extent of ``width_px`` x ``height_px`` source pixels."""
-    native_w, native_h = max(1, round(width_px)), max(1, round(height_px))
-    cap = OVERSAMPLE * input_size
-    longest = max(native_w, native_h)
-    if longest <= cap:
-        return native_w, native_h
-    scale = cap / longest
-    return max(1, round(native_w * scale)), max(1, round(native_h * scale))
 
 
 def _snap(value: float) -> float:
@@ -97,7 +85,7 @@ def read_cell(src, facts: RasterFacts, cell: Cell, input_size: int, min_valid_fr
         return None
     if got[2] - got[0] < px / 2 or got[3] - got[1] < py / 2:
         return None
-    width, height = read_size((got[2] - got[0]) / px, (got[3] - got[1]) / py, input_size)
+    width, height = block_size((got[2] - got[0]) / px, (got[3] - got[1]) / py, input_size)
     data, mask = _read_block(src, facts, got, width, height)
     if got == full:
         return CellPixels(data, mask, got, width, height)

@@ -117,8 +117,9 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> RunSummary:
     manifest = open_manifest(options.out, request)
     done = manifest.verified()
     todo = [j for j in jobs if j.partition.key not in done]
-    cells = sum(e["cells"] for e in done.values())
     log(f"{len(jobs)} partition(s); {len(done)} already finished, {len(todo)} to run")
+    if todo and n_workers and options.workers != 0:
+        log(f"Local cluster: {n_workers} worker process(es) x {threads} onnxruntime thread(s)")
     dashboard = None
     if todo:
         if options.workers == 0 and not options.scheduler:  # in this process, no cluster (debugging, tiny runs)
@@ -127,8 +128,8 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> RunSummary:
         else:
             dashboard = _run_on_dask(options, n_workers, todo, manifest, len(jobs), log)
     entries = manifest.done.values()
-    return RunSummary(len(jobs), len(done), sum(e["cells"] for e in entries) or cells,
-                      sum(e["classified"] for e in entries), time.perf_counter() - started, dashboard)
+    return RunSummary(len(jobs), len(done), sum(e["cells"] for e in entries), sum(e["classified"] for e in entries),
+                      time.perf_counter() - started, dashboard)
 
 
 def _finish(manifest: Manifest, entry: dict, total: int, log: Callable[[str], None]) -> None:

@@ -100,6 +100,9 @@ def raster_facts(path: str, body_override: str | None = None) -> RasterFacts:
         # single-band raster (ISIS3 special pixels); not for "all valid" or "nodata value" masks.
         mask_as_alpha = alpha is None and (flags == {MaskFlags.per_dataset} or (not flags and src.count == 1))
         t = src.transform
+        if t.b or t.d:
+            raise InputError(f"'{path}' has a rotated or sheared geotransform, which the grid's axis-aligned cells "
+                             "cannot follow; warp it to a north-up raster first (gdalwarp).")
         image = image[:3]  # luminance uses at most three bands (core.preprocess)
         return RasterFacts(path=os.path.abspath(path), name=Path(path).stem, width=src.width, height=src.height,
                            transform=(t.c, t.a, t.b, t.f, t.d, t.e), block=tuple(src.block_shapes[0]),
