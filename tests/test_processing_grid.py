@@ -230,7 +230,7 @@ def test_max_cells_refuses_a_huge_grid(grid_processing, tiny_model):
 def test_cancel_stops_between_chunks(grid_processing, tiny_model):
     """Cells are read and written in chunks of whole batches (32 cells at batch 4); a cancel after the first
     chunk leaves just that one written."""
-    from planet_terrain_plugin.processing.classify_grid import MIN_CHUNK_CELLS
+    from planet_terrain_plugin.qgis_io.engine import MIN_CHUNK_CELLS
 
     feedback = QgsProcessingFeedback()
     feedback.progressChanged.connect(lambda p: feedback.cancel() if 0 < p < 100 else None)
@@ -313,7 +313,7 @@ def test_export_algorithm_writes_filtered_gpkg_with_crs_and_refuses_to_overwrite
 
 def test_a_cell_over_the_raster_edge_is_padded_as_nodata_not_stretched(raster_layer):
     from planet_terrain_plugin.core.grid import Cell
-    from planet_terrain_plugin.processing.classify_grid import read_cell
+    from planet_terrain_plugin.qgis_io.engine import read_cell
     from planet_terrain_plugin.qgis_io.raster_read import raster_source, read_extent
 
     layer = raster_layer(MARS_EQUI)  # 50 x 50 px; the lower right holds data
@@ -340,7 +340,7 @@ def test_chunks_hold_whole_batches_of_valid_cells_across_a_nodata_collar(qgis_ap
 
     from model_factory import tiny_contract
     from planet_terrain_plugin.core import grid as core_grid
-    from planet_terrain_plugin.processing.classify_grid import _ChunkReader
+    from planet_terrain_plugin.qgis_io.engine import ChunkReader
     from planet_terrain_plugin.qgis_io.raster_read import raster_source
 
     layer = QgsRasterLayer(str(raster_path(APOLLO)), "apollo")
@@ -349,7 +349,7 @@ def test_chunks_hold_whole_batches_of_valid_cells_across_a_nodata_collar(qgis_ap
     e = source.extent
     grid = core_grid.Grid(core_grid.Extent(e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()),
                           core_grid.cell_size_from_pixels(48, px, py), 0.0, edge="extend")
-    reader = _ChunkReader(iter(grid), None, source, tiny_contract(), 16, 60)
+    reader = ChunkReader(iter(grid), None, source, tiny_contract(), 16, 60)
     chunks = []
     while (chunk := reader()) is not None:
         chunks.append(chunk)

@@ -114,7 +114,7 @@ def test_snapped_area_covers_the_request_on_whole_pixels_inside_the_raster(qgis_
                                                                           a, b, c, d):
     from qgis.core import QgsRectangle
 
-    from planet_terrain_plugin.processing.classify_grid import snap_to_pixels
+    from planet_terrain_plugin.qgis_io.engine import snap_to_pixels
 
     raster = QgsRectangle(x0, y0, x0 + cols * px, y0 + rows * py)
     area = QgsRectangle(x0 + min(a, b) * cols * px, y0 + min(c, d) * rows * py,

@@ -4,7 +4,10 @@ Planetary rasters rarely carry authority codes: ISIS3 cubes and the Apollo GeoTI
 ("D_Mars", "GCS_VESTA", or just "unnamed ellipse" with a lunar radius). Detection therefore reads body names
 from the WKT first, then IAU_2015 authority codes, then falls back to the ellipsoid radius, which is what really
 matters for ground distances. Earth is recognised too, so the plugin can say "this is not a planetary raster"
-instead of mislabelling it. Never QGIS's Earth constant for degrees: distances use the detected body's radius.
+instead of mislabelling it. A CRS of another body (Mercury, Titan, Ceres, ...) is detected as no body, never
+as the one of ours its radius happens to resemble (Enceladus and Pallas are Vesta-sized), and
+:func:`named_body` says which body it names, so the user can be told. Never QGIS's Earth constant for degrees:
+distances use the detected body's radius.
 """
 from __future__ import annotations
 
@@ -24,8 +27,13 @@ class Body:
     names: tuple[str, ...]  # lower-case words that name it in WKT
 
 
-MARS = Body("Mars", 3389500.0, (3.30e6, 3.45e6), 49900, ("mars", "martian"))
-MOON = Body("Moon", 1737400.0, (1.70e6, 1.78e6), 30100, ("moon", "lunar", "luna"))
+#: Names include the instruments and missions whose products name their ellipsoid after them ("MOLA", "LOLA"):
+#: a name that is none of ours makes a radius-only match untrusted (:func:`detect_body`).
+MARS = Body("Mars", 3389500.0, (3.30e6, 3.45e6), 49900, ("mars", "martian", "areocentric", "areographic", "mola",
+                                                        "hrsc", "ctx", "hirise", "themis"))
+MOON = Body("Moon", 1737400.0, (1.70e6, 1.78e6), 30100, ("moon", "lunar", "luna", "selene", "selenocentric",
+                                                        "selenographic", "lola", "lroc", "apollo", "kaguya",
+                                                        "clementine"))
 VESTA = Body("Vesta", 262700.0, (2.0e5, 3.0e5), 200000400, ("vesta",))
 EARTH = Body("Earth", 6371008.8, (6.30e6, 6.40e6), 39900, ("earth", "wgs", "wgs84", "grs", "grs80", "nad",
                                                              "etrs", "osgb", "clarke", "bessel"))
@@ -34,9 +42,26 @@ ALL_BODIES: tuple[Body, ...] = PLANETARY_BODIES + (EARTH,)
 BY_NAME = {b.name: b for b in ALL_BODIES}
 
 _ELLIPSOID = re.compile(r'(?:ELLIPSOID|SPHEROID)\s*\[\s*"([^"]*)"\s*,\s*([0-9.eE+-]+)', re.IGNORECASE)
-_IAU_CODE = re.compile(r'ID\s*\[\s*"IAU(?:_2015)?"\s*,\s*(\d+)', re.IGNORECASE)
-_NAME_WORDS = re.compile(r'(?:GEOGCRS|GEOGCS|BASEGEOGCRS|DATUM|ELLIPSOID|SPHEROID|PROJCRS|PROJCS)\s*\[\s*"([^"]*)"',
-                         re.IGNORECASE)
+#: IAU codes as WKT2 (``ID["IAU",60600,2015]``) and WKT1 (``AUTHORITY["IAU","60600"]``) write them.
+_IAU_CODE = re.compile(r'(?:ID|AUTHORITY)\s*\[\s*"IAU(?:_2015)?"\s*,\s*"?(\d+)', re.IGNORECASE)
+#: Where a WKT names its body, most direct first: the ellipsoid, the datum, the geographic CRS.
+_NAMING_KEYWORDS = (("ELLIPSOID", "SPHEROID"), ("DATUM",), ("GEOGCRS", "GEOGCS", "GEODCRS", "BASEGEOGCRS", "BASEGEODCRS"))
+
+
+def _named(keywords: tuple[str, ...]) -> re.Pattern:
+    """The quoted names of the WKT nodes ``keywords`` (``DATUM["D_Mars", ...]`` -> ``D_Mars``)."""
+    return re.compile(r'\b(?:' + "|".join(keywords) + r')\s*\[\s*"([^"]*)"', re.IGNORECASE)
+
+
+_NAMING = tuple(_named(k) for k in _NAMING_KEYWORDS)
+_NAME_WORDS = _named(sum(_NAMING_KEYWORDS, ("PROJCRS", "PROJCS")))
+#: Words around a body's name in ellipsoid, datum and CRS names that say nothing about the body
+#: (``D_Mars``, ``GCS_Titan``, ``Vesta_localRadius``, ``Mercury (2015) - Sphere``, ``unnamed ellipse``).
+_GENERIC_WORDS = frozenset({
+    "unnamed", "unknown", "undefined", "none", "custom", "user", "defined", "not", "specified", "based", "on", "of",
+    "the", "ellipse", "ellipsoid", "spheroid", "sphere", "spherical", "datum", "gcs", "crs", "geographic",
+    "geocentric", "geodetic", "ocentric", "ographic", "planetocentric", "planetographic", "iau", "iau2000",
+    "iau2015", "iag", "mean", "radius", "localradius", "polarradius", "equatorialradius", "reference"})
 
 
 def body_by_name(name: str) -> Body:
@@ -53,22 +78,51 @@ def semi_major_axis_m(wkt: str) -> float | None:
     return float(m.group(2)) if m else None
 
 
-def _by_iau_code(wkt: str) -> Body | None:
-    for code in (int(c) for c in _IAU_CODE.findall(wkt)):
-        for b in ALL_BODIES:
-            if code // 100 == b.iau_code // 100:
-                return b
-    return None
+def _by_code(code: int) -> Body | None:
+    """The body of an IAU code (NAIF id * 100 + the CRS's number), None for a body that is none of ours."""
+    return next((b for b in ALL_BODIES if code // 100 == b.iau_code // 100), None)
+
+
+def _by_iau_code(codes: list[int]) -> Body | None:
+    return next((b for b in map(_by_code, codes) if b is not None), None)
+
+
+def _words(name: str) -> list[str]:
+    return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+
+
+def _by_words(words: set[str]) -> Body | None:
+    return next((b for b in ALL_BODIES if words & set(b.names)), None)
 
 
 def _by_name_words(wkt: str) -> Body | None:
-    words = set()
-    for name in _NAME_WORDS.findall(wkt):
-        words.update(w for w in re.split(r"[^a-z0-9]+", name.lower()) if w)
-    for b in ALL_BODIES:
-        if words & set(b.names):
-            return b
+    return _by_words({w for name in _NAME_WORDS.findall(wkt) for w in _words(name)})
+
+
+def named_body(wkt: str) -> str | None:
+    """The body a CRS's names give ("Titan" for ``ELLIPSOID["Titan (2015) - Sphere",...]``, "Mars" for
+    ``SPHEROID["Mars_localRadius",...]``), or None when they are generic ("unnamed ellipse")."""
+    for pattern in _NAMING:
+        for name in pattern.findall(wkt or ""):
+            core = re.sub(r"\([^)]*\)", " ", name.split(" - ")[0])
+            words = [w for w in re.split(r"[^A-Za-z0-9]+", core)
+                     if len(w) > 1 and not w.isdigit() and w.lower() not in _GENERIC_WORDS]
+            if words:
+                return " ".join(words)
     return None
+
+
+def body_in_name(name: str) -> Body | None:
+    """Which of our bodies a name such as :func:`named_body` returns names ("Mars 2000" -> Mars), if any."""
+    return _by_words(set(_words(name)))
+
+
+def _names_another_body(wkt: str, codes: list[int]) -> bool:
+    """The CRS names a body that is none of ours: by an IAU code, or by the name of its ellipsoid or datum."""
+    if any(_by_code(code) is None for code in codes):
+        return True
+    name = named_body(wkt)
+    return name is not None and body_in_name(name) is None
 
 
 def _by_radius(radius: float | None) -> Body | None:
@@ -85,21 +139,23 @@ def detect_body(wkt: str, authid: str = "") -> Body | None:
     """Body named by a CRS (WKT and, where QGIS has one, its auth id such as ``IAU_2015:49900``).
 
     The radius must agree with a name found in the text: a "Mars" datum on an Earth-sized ellipsoid is not
-    trusted. Returns None when nothing identifies a body.
+    trusted. Returns None when nothing identifies a body, and when the CRS names another body (by IAU code or
+    name) whose radius merely falls in one of our bodies' ranges.
     """
     text = wkt or ""
     radius = semi_major_axis_m(text)
     by_radius = _by_radius(radius)
     code_match = re.match(r"IAU(?:_2015)?:(\d+)", authid or "", re.IGNORECASE)
-    by_code = None
-    if code_match:
-        code = int(code_match.group(1))
-        by_code = next((b for b in ALL_BODIES if code // 100 == b.iau_code // 100), None)
+    codes = [int(code_match.group(1))] if code_match else []
+    by_code = _by_code(codes[0]) if codes else None
     if authid.upper().startswith("EPSG:"):
         by_code = by_code or (EARTH if by_radius in (None, EARTH) else None)
-    for candidate in (by_code, _by_iau_code(text), _by_name_words(text)):
+    codes += [int(c) for c in _IAU_CODE.findall(text)]
+    for candidate in (by_code, _by_iau_code(codes), _by_name_words(text)):
         if candidate is not None and (radius is None or by_radius is candidate):
             return candidate
+    if by_radius is not EARTH and _names_another_body(text, codes):
+        return None
     return by_radius
 
 

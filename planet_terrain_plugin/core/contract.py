@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Mapping
@@ -29,6 +30,10 @@ UNKNOWN_ID = 0
 UNKNOWN_LABEL = "unknown"
 #: Bodies the plugin knows (see ``bodies.py``); the contract names the ones each class can occur on.
 KNOWN_BODIES = ("Mars", "Moon", "Vesta")
+#: Temperatures a calibrated model can have. Outside, ``logits / T`` either saturates the softmax into 0/1
+#: (T tiny: an overconfident label for every image, or inf - inf = NaN) or flattens it to uniform (T huge: every
+#: image abstains); either way the file is broken, not calibrated. Fitted values lie within 0.05-20.
+TEMPERATURE_RANGE = (1e-3, 1e3)
 
 
 class ContractError(ValueError):
@@ -146,13 +151,19 @@ class ModelContract:
             raise ContractError(source, "input_size", f"must be 2..4096, got {self.input_size}.")
         if self.channel_mode not in CHANNEL_MODES:
             raise ContractError(source, "channel_mode", f"'{self.channel_mode}' is not one of {CHANNEL_MODES}.")
-        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
-            raise ContractError(source, "normalisation", "needs 3 means and 3 positive stds.")
-        if not (self.temperature > 0):
-            raise ContractError(source, "temperature", f"must be > 0, got {self.temperature}.")
+        for key, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != 3 or not all(math.isfinite(v) for v in values):
+                raise ContractError(source, key, f"must be 3 finite numbers, got {list(values)}.")
+        if any(v <= 0 for v in self.std):
+            raise ContractError(source, "std", f"must be 3 numbers > 0, got {list(self.std)}.")
+        t_lo, t_hi = TEMPERATURE_RANGE
+        if not (t_lo <= self.temperature <= t_hi):
+            raise ContractError(source, "temperature", f"must be between {t_lo:g} and {t_hi:g}, got {self.temperature}.")
         if not (0.0 <= self.threshold <= 1.0):
             raise ContractError(source, "threshold", f"must be in [0, 1], got {self.threshold}.")
         lo, hi = self.gsd_range_m
+        if not all(math.isfinite(v) for v in self.gsd_range_m):
+            raise ContractError(source, "gsd_range_m", f"must be 2 finite numbers, got {list(self.gsd_range_m)}.")
         if not (0 < lo <= hi):
             raise ContractError(source, "gsd_range_m", f"must be 0 < min <= max, got {self.gsd_range_m}.")
         plo, phi = self.stretch_percentiles
@@ -222,7 +233,7 @@ class ModelContract:
         try:
             return cls(**fields)
         except ContractError as exc:  # validation ran with source "<in memory>": name the real file
-            raise ContractError(source, exc.key, exc.problem) from None
+            raise ContractError(source, exc.key, exc.problem, "Re-export the model with `make export`.") from None
 
 
 class _KeyReader:
@@ -260,14 +271,24 @@ def _parse_class(item: Any, source: str) -> TerrainClass:
         raise ContractError(source, "classes", f"entry {item!r} needs 'id', 'name' and 'bodies'.") from None
 
 
-def read_contract(path: str) -> ModelContract:
-    """Read the contract embedded in an ONNX file (via onnxruntime, which only parses the model header)."""
+def check_model_file(path: str) -> None:
+    """Raise :class:`ContractError` when ``path`` cannot be a model file at all: a folder, missing, or empty."""
     import os
 
+    if os.path.isdir(path):
+        onnx = sorted(name for name in os.listdir(path) if name.lower().endswith(".onnx"))
+        holds = f": it holds {', '.join(onnx)}." if onnx else ", and it holds none."
+        raise ContractError(path, None, f"is a folder, not a model file; an .onnx file inside it is expected{holds}",
+                            "Give the path of the .onnx file itself.")
     if not os.path.isfile(path):
         raise ContractError(path, None, "does not exist.", "Check the path or install a model (see README).")
     if os.path.getsize(path) == 0:
         raise ContractError(path, None, "is an empty file.", "Re-download or re-export the model.")
+
+
+def read_contract(path: str) -> ModelContract:
+    """Read the contract embedded in an ONNX file (via onnxruntime, which only parses the model header)."""
+    check_model_file(path)
     from .session import import_onnxruntime  # an ImportError that says how to install it
 
     ort = import_onnxruntime()

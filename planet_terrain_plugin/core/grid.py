@@ -24,8 +24,10 @@ frame, unbounded towards a pole). The price: column boundaries do not line up be
 different column counts, so ``col`` indexes a cell within its row only. Near a pole the width is capped at the
 extent's width (one cell per row).
 
-Counting is O(rows), never O(cells), so callers can ask the user before a run of more than
-:data:`LARGE_GRID_CELLS` cells; generation is a lazy iterator, so memory does not grow with the cell count.
+Counting never generates cells: rows of equal column count are counted together (about the square root of
+the cell count in steps), and :meth:`Grid.count_or_bound` bounds a huge grid in closed form, so callers can
+refuse, or ask the user before, a run of more than :data:`LARGE_GRID_CELLS` cells at once; generation is a
+lazy iterator, so memory does not grow with the cell count.
 """
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ EDGE_POLICIES = ("clip", "extend")
 _REL_EPS = 1e-6
 #: Smallest cosine used for widths (about 0.00006 degrees from a pole).
 _MIN_COS = 1e-6
+#: Rows an exact count of a metre grid on degrees may look at before :meth:`Grid.count_or_bound` settles for
+#: its closed-form bounds (each look costs microseconds: this keeps a refusal well under a second).
+EXACT_COUNT_STEPS = 100_000
 
 #: A hook for the QGIS side: return False to skip a cell (outside the user's polygons, for instance).
 CellPredicate = Callable[["Cell"], bool]
@@ -214,10 +219,57 @@ class Grid:
 
     @property
     def count(self) -> int:
-        """Total number of cells, computed per row (O(rows)) without generating any cell."""
+        """Total number of cells, without generating any cell (see :meth:`_count_by_runs` for the cost)."""
         if not self.size.geographic_metres:
             return self.rows * self.cols_in_row(0)
-        return sum(self.cols_in_row(r) for r in range(self.rows))
+        return self._count_by_runs()
+
+    def count_or_bound(self, limit: int) -> tuple[int, bool]:
+        """``(count, True)``; or ``(upper bound, False)`` for a grid surely larger than ``limit`` whose exact count
+        would take long (more than :data:`EXACT_COUNT_STEPS` rows to look at): a refusal is then instant."""
+        if self.size.geographic_metres and min(self.rows, 2 * self._widest_row()) > EXACT_COUNT_STEPS:
+            low, high = self.count_bounds()
+            if low > limit:
+                return high, False
+        return self.count, True
+
+    def count_bounds(self) -> tuple[int, int]:
+        """Lower and upper bounds of :attr:`count` in closed form (O(1)); exact for cells in fixed units."""
+        if not self.size.geographic_metres:
+            return self.count, self.count
+        return _geographic_count_bounds(self)
+
+    def _first_southern_row(self) -> int:
+        """The first row whose centre lies south of the equator, or the last row; row centres go south
+        monotonically (but for the last row's, which its clipped edge may move), so a bisection finds it."""
+        lo, hi = 0, self.rows - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if sum(self.row_bounds(mid)) / 2.0 < 0.0:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def _widest_row(self) -> int:
+        """Most columns in a row: in the row nearest the equator."""
+        south = self._first_southern_row()
+        return max(self.cols_in_row(r) for r in (south - 1, south) if 0 <= r < self.rows)
+
+    def _count_by_runs(self) -> int:
+        """Sum of the column counts of all rows, a run of equal counts at a time.
+
+        A row's column count depends only on its centre latitude and shrinks as the latitude moves away from
+        the equator; row centres go south monotonically, so the counts rise over the northern rows and fall over
+        the southern ones. Within each of those two stretches, the rows with the count of the stretch's first
+        row form a run, found by galloping: a run of n rows costs about 2 log2(n) evaluations, and the whole
+        count costs about the number of distinct counts, not of rows: at most about the square root of twice the
+        cell count (the cosine is concave, so the rows average at least about half the widest row's count).
+        The last row is counted on its own: its clipped bottom edge moves its centre ("clip" edge policy).
+        """
+        last, south = self.rows - 1, self._first_southern_row()
+        return (_sum_monotone(self.cols_in_row, 0, south) + _sum_monotone(self.cols_in_row, south, last)
+                + self.cols_in_row(last))
 
     # -- cells ---------------------------------------------------------------------------------------------
     def row_cells(self, row: int) -> Iterator[Cell]:
@@ -245,6 +297,58 @@ class Grid:
 
     def __len__(self) -> int:
         return self.count
+
+
+def _sum_monotone(value: Callable[[int], int], start: int, stop: int) -> int:
+    """Sum of ``value(i)`` for ``start <= i < stop``, where ``value`` is monotone over that range: each run of
+    equal values is measured by galloping from its first index (exponential, then binary search)."""
+    total, i = 0, start
+    while i < stop:
+        v, step, last = value(i), 1, i  # last: an index known to have the value v
+        while last + step < stop and value(last + step) == v:
+            last, step = last + step, step * 2
+        hi = min(last + step, stop)  # first index known (or assumed, at stop) to differ
+        while hi - last > 1:
+            mid = (last + hi) // 2
+            if value(mid) == v:
+                last = mid
+            else:
+                hi = mid
+        total += v * (last - i + 1)
+        i = last + 1
+    return total
+
+
+def _cos_sum(first_deg: float, step_deg: float, n: int) -> float:
+    """``sum(cos(first - k * step) for k in range(n))`` in degrees, in closed form."""
+    if n <= 0:
+        return 0.0
+    half = math.radians(step_deg) / 2.0
+    middle = math.radians(first_deg - (n - 1) * step_deg / 2.0)
+    return math.sin(n * half) / math.sin(half) * math.cos(middle)
+
+
+def _geographic_count_bounds(grid: Grid) -> tuple[int, int]:
+    """Bounds of a metre grid's count on degrees, from the sum of the row centres' cosines.
+
+    A row centred at latitude phi, with cells ``w0 / cos(phi)`` wide (w0 at the equator) over an extent W wide
+    and strides ``s`` of a cell, has between ``1 + (W cos(phi) / w0 - 1) / s - eps`` and
+    ``2 + W (cos(phi) + _MIN_COS) / (w0 s)`` columns (see :func:`_count_along`; capped widths give one
+    column, within both). Row centres are evenly spaced, so the sum of their cosines has a closed form. The
+    last row's centre moves when its bottom edge is clipped: it is allowed anything from one column to the
+    widest possible row. Margins cover rounding.
+    """
+    extent, size = grid.extent, grid.size
+    w0, width, s = size.width, extent.width, 1.0 - grid.overlap
+    stride, first = grid._stride_y, extent.ymax - size.height / 2.0
+    rows = grid.rows - 1  # rows with evenly spaced centres; the last one is bounded separately
+    # rows whose centre lies within +-90 degrees (the others are clamped to a pole: cosine 0)
+    north = max(0, min(rows, math.ceil((first - 90.0) / stride)))
+    south = max(north, min(rows, math.floor((first + 90.0) / stride) + 1))
+    cosines = max(0.0, _cos_sum(first - north * stride, stride, south - north))
+    low = rows * (1.0 - (1.0 / s) - _REL_EPS) + width * cosines / (w0 * s) + 1
+    high = 2.0 * rows + width * (cosines + rows * _MIN_COS) / (w0 * s) + 2.0 + width / (w0 * s)
+    return max(grid.rows, math.floor(low * (1.0 - 1e-9)) - 2), math.ceil(high * (1.0 + 1e-9)) + 2
 
 
 def make_grid(extent: tuple[float, float, float, float] | Extent, size: CellSize, overlap: float = 0.0,

@@ -70,6 +70,10 @@ def candidate_providers(available: list[str], preferred: str | None) -> list[str
     return order
 
 
+class ModelRunError(RuntimeError):
+    """onnxruntime failed to run the network on a batch; the message names the model and onnxruntime's reason."""
+
+
 @dataclass
 class TerrainModel:
     """A loaded model: its file, contract, live session and the provider that runs it."""
@@ -80,6 +84,8 @@ class TerrainModel:
     provider: str
     provider_note: str
     input_name: str = field(default="")
+    #: The batch size the network was exported with, when it is fixed (None: any batch size).
+    fixed_batch: int | None = None
     #: Runs may overlap (a grid's session, whose threads were sized for that); else they are serialised.
     concurrent: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -90,11 +96,24 @@ class TerrainModel:
         s = self.contract.input_size
         if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
             raise ValueError(f"batch shape {batch.shape} does not match the model input (N, 3, {s}, {s})")
-        if self.concurrent:
-            (out,) = self.session.run(None, {self.input_name: batch})
-        else:  # a multi-threaded session serves the map tool and Processing: overlapping runs would oversubscribe
-            with self._lock:
+        step = self.fixed_batch
+        if step and len(batch) != step:  # a network exported for one batch size: feed it that many at a time
+            parts = [np.concatenate([part, np.zeros((step - len(part),) + part.shape[1:], np.float32)])
+                     if len(part) < step else part for part in (batch[i:i + step] for i in range(0, len(batch), step))]
+            return np.concatenate([self._run(part) for part in parts])[:len(batch)]
+        return self._run(batch)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            if self.concurrent:
                 (out,) = self.session.run(None, {self.input_name: batch})
+            else:  # a multi-threaded session serves the map tool and Processing: overlapping runs would oversubscribe
+                with self._lock:
+                    (out,) = self.session.run(None, {self.input_name: batch})
+        except Exception as exc:  # onnxruntime's own exception types differ between builds
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelRunError(f"the model '{os.path.basename(self.path)}' failed on a batch of {len(batch)} "
+                                f"image(s): {reason}") from exc
         return np.asarray(out)
 
 
@@ -103,10 +122,15 @@ _REEXPORT = "Re-export the model with `make export`, or pick a model made for th
 _CACHE_LOCK = threading.Lock()
 
 
-def _check_io(sess, contract: ModelContract, path: str) -> str:
+def _check_io(sess, contract: ModelContract, path: str) -> tuple[str, int | None]:
+    """The network's input name and fixed batch size (None when any batch size is accepted), or a ContractError
+    naming what does not fit the contract."""
     inputs, outputs = sess.get_inputs(), sess.get_outputs()
     if len(inputs) != 1 or len(outputs) != 1:
         raise ContractError(path, None, f"has {len(inputs)} inputs and {len(outputs)} outputs; expected 1 and 1.", _REEXPORT)
+    if inputs[0].type != "tensor(float)":
+        raise ContractError(path, None, f"takes {inputs[0].type} input, but Planet Terrain feeds the network float "
+                            "(normalised float32) images.", _REEXPORT)
     shape = list(inputs[0].shape)
     s = contract.input_size
     if len(shape) != 4 or any(isinstance(d, int) and d != want for d, want in zip(shape[1:], (3, s, s))):
@@ -114,7 +138,8 @@ def _check_io(sess, contract: ModelContract, path: str) -> str:
     out_shape = list(outputs[0].shape)
     if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != contract.num_classes):
         raise ContractError(path, "classes", f"lists {contract.num_classes} classes, but the network outputs {out_shape}.", _REEXPORT)
-    return inputs[0].name
+    fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    return inputs[0].name, fixed
 
 
 def load_model(path: str, preferred: str | None = None, intra_op_threads: int = 0,
@@ -160,8 +185,8 @@ def load_model(path: str, preferred: str | None = None, intra_op_threads: int = 
             notes.append(f"{provider} was requested but onnxruntime fell back to {active}")
         reason = "requested" if want == active else ("best available" if not notes else "fallback")
         note = "; ".join([f"{active} ({reason})"] + notes)
-        model = TerrainModel(path, contract, sess, active, note, _check_io(sess, contract, path),
-                             concurrent=concurrent)
+        input_name, fixed_batch = _check_io(sess, contract, path)
+        model = TerrainModel(path, contract, sess, active, note, input_name, fixed_batch, concurrent=concurrent)
         with _CACHE_LOCK:
             _CACHE[key] = model
         return model

@@ -10,7 +10,7 @@ from qgis.core import (QgsProcessingAlgorithm, QgsProcessingParameterEnum, QgsPr
                        QgsProcessingParameterFile, QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
 
 from ..qgis_io.layer_info import BODY_CHOICES
-from .guards import input_problem
+from .guards import input_problem, model_problem
 
 
 class ClassificationAlgorithm(QgsProcessingAlgorithm):
@@ -45,8 +45,9 @@ class ClassificationAlgorithm(QgsProcessingAlgorithm):
         return BODY_CHOICES[self.parameterAsEnum(parameters, self.BODY, context)]
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 -- QGIS's name
-        """Before QGIS's generic "could not load source layer": say what INPUT is when it is not a raster."""
-        problem = input_problem(self, parameters, self.INPUT, context)
+        """Before QGIS's generic "could not load source layer" / "Incorrect parameter value": say what INPUT is
+        when it is not a raster, and what MODEL is when it cannot be a model file (a folder, say)."""
+        problem = input_problem(self, parameters, self.INPUT, context) or model_problem(parameters, self.MODEL)
         if problem:
             return False, problem
         return super().checkParameterValues(parameters, context)

@@ -1,17 +1,18 @@
 """Processing algorithm ``planet_terrain:classify_extent``: one raster extent -> one labelled polygon."""
 from __future__ import annotations
 
-from qgis.core import (QgsFeatureSink, QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
+from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingOutputString, QgsProcessingParameterFeatureSink, QgsWkbTypes)
 
+from ..core.session import ModelRunError
 from ..qgis_io import fields as result_fields
 from ..qgis_io.classify import BodyError, Cancelled, classify_extent
 from ..qgis_io.layer_info import crs_info
 from ..qgis_io.raster_read import ExtentError, raster_source
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs
 from .classification_base import ClassificationAlgorithm
-from .guards import FileOutput, optional_threshold, run_model
-from .styling import StyleOnLoad
+from .guards import optional_threshold, run_model
+from .outputs import RunOutput
 
 
 class ClassifyExtentAlgorithm(ClassificationAlgorithm):
@@ -70,10 +71,9 @@ class ClassifyExtentAlgorithm(ClassificationAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         """Any thread: load the model, read and classify the snapshot, write the feature."""
         source, info, extent = self._source, self._info, self._extent(parameters, context)
-        model = run_model(self, parameters, self.MODEL, context, feedback)
+        output = RunOutput(self, parameters, self.OUTPUT, context)  # refuses an existing file before any work
         threshold = optional_threshold(self, parameters, self.THRESHOLD, context)
-
-        output = FileOutput(parameters, self.OUTPUT, context)  # refuses an existing file before any work
+        model = run_model(self, parameters, self.MODEL, context, feedback)
         try:
             outcome = classify_extent(source, extent, model, info, threshold, feedback.setProgress,
                                       feedback.isCanceled)
@@ -81,40 +81,34 @@ class ClassifyExtentAlgorithm(ClassificationAlgorithm):
             raise QgsProcessingException(str(exc)) from None
         except Cancelled as exc:
             raise QgsProcessingException(f"Cancelled: {exc}.") from None
+        except ModelRunError as exc:
+            raise QgsProcessingException(f"{self.MODEL}: {exc}. Check that the file is a Planet Terrain model.") \
+                from None
 
-        fields = result_fields.result_fields(model.contract)
+        output.open(result_fields.result_fields(model.contract), QgsWkbTypes.Polygon, source.crs)
         try:
-            sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon,
-                                                 source.crs)
-        except QgsProcessingException as exc:
+            label, confidence = self._write(outcome, model, output, feedback)
+            dest_id = output.finish(model.contract)
+        except BaseException:
             output.discard()
-            raise output.created_error(exc) from None
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        for note in outcome.notes:
-            feedback.pushInfo(f"Note: {note}")
-        label, confidence = "", None
-        decision = outcome.result.decision
-        if decision is None:
-            feedback.reportError(f"Not classified: {outcome.result.skipped_reason}", False)
-        else:
-            feature = result_fields.decision_feature(fields, outcome.extent, decision, model.contract,
-                                                     outcome.provenance)
-            if feedback.isCanceled():
-                message = "Cancelled while writing: nothing was written."
-            elif not sink.addFeature(feature, QgsFeatureSink.FastInsert):
-                message = (f"Writing the result failed ({sink.lastError() or 'no reason given'}): nothing was "
-                           "written. Check that the destination can be written and that the disk is not full.")
-            else:
-                message = ""
-            if message:
-                del sink
-                output.discard()
-                raise QgsProcessingException(message)
-            label, confidence = decision.label, decision.confidence
-            feedback.pushInfo(f"{label} (confidence {confidence:.2f}) on {model.provider}")
-        StyleOnLoad.attach(context, dest_id, model.contract)
+            raise
         feedback.setProgress(100)
         self._source = None  # release the provider clone now, not when Processing drops the algorithm
         return {self.OUTPUT: dest_id, self.LABEL: label, self.CONFIDENCE: confidence,
                 self.EXECUTION_PROVIDER: model.provider}
+
+    def _write(self, outcome, model, output: RunOutput, feedback) -> tuple[str, float | None]:
+        """Write the outcome's feature, if any; (label, confidence), or ("", None) when not classified."""
+        for note in outcome.notes:
+            feedback.pushInfo(f"Note: {note}")
+        decision = outcome.result.decision
+        if decision is None:
+            feedback.reportError(f"Not classified: {outcome.result.skipped_reason}", False)
+            return "", None
+        fields = result_fields.result_fields(model.contract)
+        feature = result_fields.decision_feature(fields, outcome.extent, decision, model.contract, outcome.provenance)
+        if feedback.isCanceled():
+            raise QgsProcessingException("Cancelled while writing: nothing was written.")
+        output.add([feature])
+        feedback.pushInfo(f"{decision.label} (confidence {decision.confidence:.2f}) on {model.provider}")
+        return decision.label, decision.confidence

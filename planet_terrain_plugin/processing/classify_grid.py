@@ -1,11 +1,8 @@
 """Processing algorithm ``planet_terrain:classify_grid``: a raster area cut into cells, one labelled polygon each.
 
-The flow is the house's: cells (``core.grid``) -> pixels per cell (``qgis_io.raster_read``) -> batched
-classification (``core.pipeline.prepare_blocks`` on a reader thread, ``decide_prepared`` on a model thread) ->
-features streamed into the sink on the algorithm's thread, the three overlapping (``core.pipeline.run_ahead``).
-Nothing is held for the whole grid: cells are generated lazily, read and classified ``BATCH_SIZE`` at a time,
-written, dropped; GDAL's block cache is bounded for the run to the source
-blocks of a row of cells (``raster_read.bounded_block_cache``), so memory does not grow with the area read.
+A thin wrapper: parameters -> a ``core.grid`` grid -> the one engine (``qgis_io.engine.stream``: read,
+preprocess, infer, streamed with bounded memory) -> features into the one writer (``outputs.RunOutput``), with
+the counts and areas per label reported.
 
 Choices worth knowing:
 
@@ -22,62 +19,55 @@ Choices worth knowing:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections import Counter
-from itertools import repeat, takewhile
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Iterator
 
-import numpy as np
-from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsCoordinateTransformContext,
-                       QgsCsException, QgsFeature, QgsFeatureRequest, QgsFeatureSink, QgsField, QgsFields,
+from qgis.core import (QgsFeature, QgsFeatureRequest, QgsField, QgsFields,
                        QgsGeometry, QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingOutputString, QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterNumber, QgsRectangle, QgsWkbTypes)
 from qgis.PyQt.QtCore import QVariant
 
 from ..core import grid as core_grid
+from ..core.calibrate import INVALID_OUTPUT_NOTE, Reason
 from ..core.contract import ModelContract
-from ..core.pipeline import ImageResult, PreparedBatch, decide_prepared, prepare_blocks, run_ahead
-from ..core.session import TerrainModel
+from ..core.pipeline import ImageResult
+from ..core.session import ModelRunError, TerrainModel
+from ..qgis_io import engine
 from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
-from ..qgis_io.classify import MIN_EXTENT_PIXELS, BodyError, check_body
+from ..qgis_io.classify import (MIN_EXTENT_PIXELS, BodyError, check_body, check_geographic_extent,
+                                check_geographic_raster)
+from ..qgis_io.engine import GridRun
 from ..qgis_io.layer_info import CrsInfo, crs_info
-from ..qgis_io.raster_read import (ExtentError, RasterSource, bounded_block_cache, raster_source,
-                                 read_extent, row_block_bytes)
-from ..qgis_io.transform import CrsMismatchError, rect_to_crs, same_surface
+from ..qgis_io.raster_read import ExtentError, RasterReadError, RasterSource, raster_source, row_block_bytes
+from ..qgis_io.transform import CrsMismatchError, geometries_to_crs, rect_to_crs
 from .classification_base import ClassificationAlgorithm
-from .guards import FileOutput, optional_threshold, run_grid_model
+from .guards import optional_threshold, run_grid_model
+from .outputs import RunOutput
 
 #: Fields a grid run adds after ``fields.result_fields``: the cell's row (0 = top) and column in its row.
 ROW_FIELD, COL_FIELD = result_fields.result_schema.ROW_FIELD, result_fields.result_schema.COL_FIELD
 GRID_FIELDS: tuple[tuple[str, QVariant.Type], ...] = result_fields.GRID_FIELDS
 CELL_UNITS = ("metres", "pixels")
 DEFAULT_BATCH = 16
-#: Fewest cells read, preprocessed and written together, whatever the model's batch size: the threads hand
-#: work over per chunk, and below ~32 cells that hand-over and the per-call overhead of a read or a write showed
-#: in a batch-1 run's speed.
-MIN_CHUNK_CELLS = 32
-#: Most grid cells one chunk looks at (see ``_ChunkReader``): progress and cancel stay live over nodata.
-MAX_CHUNK_VISITS = 512
-#: Chunks are queued ahead of the model threads only while the queue holds at most this many cells: with a
-#: large BATCH_SIZE (up to 1024 cells, ~110 MB of tensors at 96 px) only the chunks being worked on are held.
-MAX_QUEUED_CELLS = 512
 
 
-def too_many_cells_message(total: int, max_cells: int) -> str:
-    """The refusal of an oversized grid; :func:`cells_in_refusal` reads the count back (the panel asks first)."""
-    return f"The grid has {total:,} cells, more than MAX_CELLS ({max_cells:,})."
+
+def too_many_cells_message(total: int, max_cells: int, exact: bool = True) -> str:
+    """The refusal of an oversized grid; :func:`cells_in_refusal` reads the count back (the panel asks first).
+    Not ``exact``: ``total`` is an upper bound a little above the count (``core.grid.Grid.count_or_bound``), so a
+    run allowed that many cells is not refused again."""
+    return f"The grid has {'' if exact else 'about '}{total:,} cells, more than MAX_CELLS ({max_cells:,})."
 
 
 def cells_in_refusal(message: str) -> int | None:
     """The cell count of a :func:`too_many_cells_message`, or None for any other message."""
     import re
 
-    match = re.search(r"The grid has ([\d,]+) cells, more than MAX_CELLS", message)
+    match = re.search(r"The grid has (?:about )?([\d,]+) cells, more than MAX_CELLS", message)
     return int(match.group(1).replace(",", "")) if match else None
 
 
@@ -155,14 +145,44 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.CLASS_AREAS_M2, "Area per label in m² (JSON)"))
 
     # -- parameters -> plain values --------------------------------------------------------------------------
-    def _area(self, parameters, context, layer, polygons: list[QgsGeometry] | None) -> QgsRectangle:
-        area = QgsRectangle(layer.extent())
+    def checkParameterValues(self, parameters, context):  # noqa: N802 -- QGIS's name
+        """Also refuse NaN and infinities in the numbers, naming the parameter and its valid range: QGIS's range
+        check lets NaN through (it is neither below a minimum nor above a maximum) and names no range."""
+        for name in (self.CELL_SIZE, self.OVERLAP, self.BATCH_SIZE, self.MAX_CELLS):
+            problem = self._number_problem(parameters, name, context)
+            if problem:
+                return False, problem
+        return super().checkParameterValues(parameters, context)
+
+    def _number_problem(self, parameters, name: str, context) -> str | None:
+        """Why the number parameter ``name`` cannot be used (not finite), or None; the range comes from its
+        definition."""
+        if parameters.get(name) in (None, ""):
+            return None
+        value = self.parameterAsDouble(parameters, name, context)
+        if math.isfinite(value):
+            return None
+        definition = self.parameterDefinition(name)
+        kind = "a whole number" if definition.dataType() == QgsProcessingParameterNumber.Integer else "a number"
+        low, high = definition.minimum(), definition.maximum()
+        valid = f"{kind} between {low:g} and {high:g}" if high < 1e300 else f"{kind} of at least {low:g}"
+        default = " (empty or 0: the model's input size in pixels)" if name == self.CELL_SIZE else ""
+        return f"{name}: {value} is not a finite number; give {valid}{default}."
+
+    def _area(self, parameters, context, source: RasterSource, info: CrsInfo,
+              polygons: list[QgsGeometry] | None) -> QgsRectangle:
+        area = QgsRectangle(source.extent)
+        try:
+            check_geographic_raster(source, info)
+        except ExtentError as exc:
+            raise QgsProcessingException(f"INPUT: {exc}") from None
         if parameters.get(self.EXTENT) not in (None, ""):
             extent = self.parameterAsExtent(parameters, self.EXTENT, context)
             extent_crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
             try:
-                extent = rect_to_crs(extent, extent_crs, layer.crs(), context.transformContext())
-            except CrsMismatchError as exc:
+                extent = rect_to_crs(extent, extent_crs, source.crs, context.transformContext())
+                extent = check_geographic_extent(source, extent, info)
+            except (CrsMismatchError, ExtentError) as exc:
                 raise QgsProcessingException(f"EXTENT: {exc}") from None
             area = area.intersect(extent)
         if polygons is not None:
@@ -174,7 +194,8 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         if area.isNull() or area.isEmpty():
             raise QgsProcessingException("The area to classify does not overlap the raster: check EXTENT/POLYGONS "
                                          "and that they are in (or transformable to) the raster's CRS.")
-        return snap_to_pixels(area, layer.extent(), layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY())
+        px, py = source.pixel_size
+        return engine.snap_to_pixels(area, source.extent, px, py)
 
     def _polygons(self, parameters, context, layer, feedback) -> list[QgsGeometry] | None:
         if parameters.get(self.POLYGONS) in (None, ""):
@@ -223,7 +244,7 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         if layer is None:
             raise QgsProcessingException("INPUT: no raster layer could be opened from "
                                          f"{parameters.get(self.INPUT)!r}; give a raster file or layer.")
-        output = FileOutput(parameters, self.OUTPUT, context)  # refuses an existing file before any work
+        output = RunOutput(self, parameters, self.OUTPUT, context)  # refuses an existing file before any work
         model, layout = run_grid_model(self, parameters, self.MODEL, context, feedback)
         contract = model.contract
         info = crs_info(layer.crs(), self.body_choice(parameters, context))
@@ -234,7 +255,7 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
             raise QgsProcessingException(str(exc)) from None
         threshold = optional_threshold(self, parameters, self.THRESHOLD, context)
         polygons = self._polygons(parameters, context, layer, feedback)
-        area = self._area(parameters, context, layer, polygons)
+        area = self._area(parameters, context, source, info, polygons)
         size, size_value, size_unit = self._cell_size(parameters, context, model, info, source, feedback)
         px, py = source.pixel_size
         if min(size.width / px, size.height / py) < MIN_EXTENT_PIXELS - 1e-6:
@@ -245,67 +266,39 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         overlap = self.parameterAsDouble(parameters, self.OVERLAP, context)
         grid = core_grid.Grid(core_grid.Extent(area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum()),
                               size, overlap, edge="extend")
-        total = grid.count
-        max_cells = self.parameterAsInt(parameters, self.MAX_CELLS, context)
-        feedback.pushInfo(f"Grid: {grid.rows} rows, {total} cells over {area.toString(4)}")
+        max_cells = int(self.parameterAsDouble(parameters, self.MAX_CELLS, context))  # may exceed 32 bits
+        total, exact = grid.count_or_bound(max_cells)
+        feedback.pushInfo(f"Grid: {grid.rows} rows, {'' if exact else 'about '}{total} cells over {area.toString(4)}")
         if total > max_cells:
             raise QgsProcessingException(
-                too_many_cells_message(total, max_cells) + " Use bigger cells, a smaller "
+                too_many_cells_message(total, max_cells, exact) + " Use bigger cells, a smaller "
                 "extent or polygons, or raise MAX_CELLS if you really want this many.")
 
-        fields = grid_result_fields(contract)
+        keep = engine.polygon_predicate(polygons) if polygons is not None else None
+        run = GridRun(grid, keep, source, model, layout, body, threshold,
+                       self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+                       row_block_bytes(source, area.width(), size.height))
+        output.open(grid_result_fields(contract), QgsWkbTypes.Polygon, layer.crs())
         try:
-            sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon,
-                                                 layer.crs())
-        except QgsProcessingException as exc:
+            stats = self._stream(run, output, info, feedback)
+            if feedback.isCanceled():
+                if self.parameterAsEnum(parameters, self.ON_CANCEL, context) == 1:
+                    raise QgsProcessingException(f"Cancelled after {stats.visited} of {total} cells; nothing was "
+                                                 "written (ON_CANCEL: write nothing).")
+                feedback.reportError(f"Cancelled after {stats.visited} of {total} cells; the output holds the "
+                                     f"{stats.classified} classified so far.", False)
+            dest_id = output.finish(contract)
+        except RasterReadError as exc:
             output.discard()
-            raise output.created_error(exc) from None
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-
-        keep = polygon_predicate(polygons) if polygons is not None else None
-        maker = result_fields.FeatureMaker(fields, contract)
-        stats = _Stats()
-        batch_size = self.parameterAsInt(parameters, self.BATCH_SIZE, context)
-        chunk_cells = batch_size * math.ceil(MIN_CHUNK_CELLS / batch_size)  # whole batches of valid cells
-        read_chunk = _ChunkReader(iter(grid), keep, source, contract, chunk_cells, MAX_CHUNK_VISITS)
-        # Three stages overlap: a reader thread walks the grid and reads and preprocesses the next chunks of
-        # cells; model threads run onnxruntime (which releases the GIL) on the chunks before them, in batches of
-        # BATCH_SIZE, two chunks queued per thread so that one finishing first starts the next at once; this
-        # thread writes the oldest chunk and keeps the counts. A few chunks are in memory (MAX_QUEUED_CELLS),
-        # whatever the number of cells. GDAL's block cache would otherwise keep every decoded block of the area
-        # (up to 5 % of RAM): it is held to the blocks of two rows of cells (the reader may be a row ahead) while
-        # the run reads, and given back its limit after.
-        row_bytes = row_block_bytes(source, area.width(), size.height)
-        with bounded_block_cache(2 * row_bytes), \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="planet-terrain-reader") as reader, \
-                ThreadPoolExecutor(max_workers=layout.workers, thread_name_prefix="planet-terrain-model") as runner:
-            roomy = chunk_cells * layout.workers <= MAX_QUEUED_CELLS  # else no chunk queued beyond the running ones
-            prepared = takewhile(lambda chunk: chunk is not None,
-                                 run_ahead(repeat(None), read_chunk, reader, 2 if roomy else 1))
-            decided = run_ahead(prepared, lambda chunk: _decide_chunk(chunk, model, body, threshold, batch_size),
-                                runner, depth=(2 if roomy else 1) * layout.workers)
-            for chunk, results in decided:
-                if feedback.isCanceled():
-                    break
-                features = self._chunk_features(chunk, results, source, model, info, maker, stats)
-                if features and not sink.addFeatures(features, QgsFeatureSink.FastInsert):
-                    error = sink.lastError()
-                    del sink
-                    output.discard()
-                    raise QgsProcessingException(
-                        f"writing to the output failed ({error or 'no reason given'}); the partial file was "
-                        "removed. Check that the destination can be written and that the disk is not full.")
-                feedback.setProgress(100.0 * stats.visited / max(total, 1))
-            decided.close()  # on cancel: nothing more is submitted; the pools wait for the calls in flight
-        if feedback.isCanceled():
-            if self.parameterAsEnum(parameters, self.ON_CANCEL, context) == 1:
-                del sink  # close the file before removing it
-                output.discard()
-                raise QgsProcessingException(f"Cancelled after {stats.visited} of {total} cells; nothing was "
-                                             "written (ON_CANCEL: write nothing).")
-            feedback.reportError(f"Cancelled after {stats.visited} of {total} cells; the output holds the "
-                                 f"{stats.classified} classified so far.", False)
+            raise QgsProcessingException(f"{self.INPUT}: {exc}. Nothing was written; check that the file (and, "
+                                         "for a VRT, each of its source files) is complete and readable, then "
+                                         "run again.") from None
+        except ModelRunError as exc:
+            output.discard()
+            raise QgsProcessingException(f"{self.MODEL}: {exc}. Nothing was written.") from None
+        except BaseException:
+            output.discard()
+            raise
         self._report(stats, feedback)
         feedback.setProgress(100)
         return {self.OUTPUT: dest_id, self.CELLS_TOTAL: total, self.CELLS_CLASSIFIED: stats.classified,
@@ -314,7 +307,20 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
                 self.CLASS_COUNTS: json.dumps(dict(sorted(stats.counts.items()))),
                 self.CLASS_AREAS_M2: json.dumps({k: round(v, 3) for k, v in sorted(stats.areas.items())})}
 
-    def _chunk_features(self, prepared: "_PreparedCells", results: list[ImageResult], source: RasterSource,
+    def _stream(self, run: GridRun, output: RunOutput, info: CrsInfo, feedback) -> "_Stats":
+        """Stream ``run`` through the engine into ``output``; stops early (keeping what was written) on cancel."""
+        stats = _Stats()
+        maker = result_fields.FeatureMaker(grid_result_fields(run.model.contract), run.model.contract)
+        total = max(run.grid.count, 1)
+        with contextlib.closing(engine.stream(run)) as chunks:
+            for chunk, results in chunks:
+                if feedback.isCanceled():
+                    break
+                output.add(self._chunk_features(chunk, results, run.source, run.model, info, maker, stats))
+                feedback.setProgress(100.0 * stats.visited / total)
+        return stats
+
+    def _chunk_features(self, prepared: engine.ReadChunk, results: list[ImageResult], source: RasterSource,
                         model: TerrainModel, info: CrsInfo, maker: result_fields.FeatureMaker,
                         stats: "_Stats") -> list[QgsFeature]:
         contract = model.contract
@@ -329,7 +335,7 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
             if result.decision is None:
                 stats.nodata += 1
                 continue
-            covered = cell_rect(cell).intersect(source.extent)
+            covered = engine.cell_rect(cell).intersect(source.extent)
             key = (read_extent_.yMinimum(), read_extent_.yMaximum(), read_extent_.width(), width, height)
             provenance = provenances.get(key)
             if provenance is None:
@@ -337,6 +343,8 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
                     body=info.body_name, gsd_m=layer_info.gsd_m(info, read_extent_, width, height),
                     source_layer=source.layer_name, model=contract.model_name, model_version=contract.model_version,
                     provider=model.provider, created_utc=created)
+            if result.decision.reason is Reason.INVALID_OUTPUT:
+                stats.invalid += 1
             extra = {ROW_FIELD: cell.row, COL_FIELD: cell.col}
             features.append(maker.make(covered, result.decision, provenance, extra))
             stats.add(result.decision.label, _area_m2(covered, info))
@@ -347,6 +355,8 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
                           f"and {stats.nodata} mostly nodata.")
         for label in sorted(stats.counts):
             feedback.pushInfo(f"  {label}: {stats.counts[label]} cell(s), {stats.areas[label] / 1e6:.6g} km²")
+        if stats.invalid:
+            feedback.reportError(f"{stats.invalid} cell(s): {INVALID_OUTPUT_NOTE}", False)
 
 
 def _area_m2(rect: QgsRectangle, info: CrsInfo) -> float:
@@ -358,68 +368,11 @@ def _area_m2(rect: QgsRectangle, info: CrsInfo) -> float:
                                   info.degrees, radius, info.unit_to_m)
 
 
-@dataclass(frozen=True)
-class _PreparedCells:
-    """A chunk of cells read and preprocessed by the reader thread, waiting for the model."""
-
-    reads: list  # (cell, read_cell result) of the cells that had enough valid pixels to read
-    batch: PreparedBatch
-    visited: int  # grid cells the chunk went through
-    outside: int  # of which outside the polygons
-    skipped: int  # of which passed over as mostly nodata before preprocessing
-
-
-class _ChunkReader:
-    """Reads the grid's cells into chunks of ``size`` cells that have enough valid pixels to classify.
-
-    Called on the reader thread, one call per chunk, in order; each call goes on through the cell iterator
-    where the last one stopped. Counting valid cells rather than grid cells keeps every onnxruntime batch full
-    across a nodata collar (the Apollo frames' collar is a third of the image), and a chunk also ends after
-    ``max_visits`` cells so that a long stretch of nodata (or of cells outside the polygons) still reports
-    progress and can be cancelled. ``keep``: the polygon predicate, or None.
-    """
-
-    def __init__(self, cells: Iterator[core_grid.Cell], keep: core_grid.CellPredicate | None,
-                 source: RasterSource, contract: ModelContract, size: int, max_visits: int) -> None:
-        self._cells, self._keep = cells, keep
-        self._source, self._contract = source, contract
-        self._size, self._max_visits = size, max_visits
-
-    def __call__(self, _unused=None) -> _PreparedCells | None:
-        """The next chunk, or None when the grid is done."""
-        contract = self._contract
-        reads, visited, outside, skipped = [], 0, 0, 0
-        for cell in self._cells:
-            visited += 1
-            if self._keep is not None and not self._keep(cell):
-                outside += 1
-            else:
-                read = read_cell(self._source, cell, contract.input_size, contract.min_valid_fraction)
-                if read is None or float((~read[1]).mean()) < contract.min_valid_fraction:
-                    skipped += 1
-                else:
-                    reads.append((cell, read))
-            if len(reads) == self._size or visited >= self._max_visits:
-                break
-        if not visited:
-            return None
-        batch = prepare_blocks(contract, [r[1][0] for r in reads], [r[1][1] for r in reads])
-        return _PreparedCells(reads, batch, visited, outside, skipped)
-
-
-def _decide_chunk(prepared: _PreparedCells, model: TerrainModel, body: str | None, threshold: float | None,
-                  batch_size: int) -> tuple[_PreparedCells, list[ImageResult]]:
-    """Run the model on a prepared chunk, ``batch_size`` cells per call (on a model thread); the chunk travels on
-    with its decisions."""
-    results = decide_prepared(model, prepared.batch, body, threshold, batch_size) if prepared.reads else []
-    return prepared, results
-
-
 class _Stats:
     """Counts of the run: what was visited, skipped and classified, and cells/area per label."""
 
     def __init__(self) -> None:
-        self.visited = self.outside = self.nodata = 0
+        self.visited = self.outside = self.nodata = self.invalid = 0
         self.counts: Counter[str] = Counter()
         self.areas: dict[str, float] = {}
 
@@ -430,99 +383,3 @@ class _Stats:
     def add(self, label: str, area_m2: float) -> None:
         self.counts[label] += 1
         self.areas[label] = self.areas.get(label, 0.0) + area_m2
-
-
-# -- geometry helpers ----------------------------------------------------------------------------------------
-def cell_rect(cell: core_grid.Cell) -> QgsRectangle:
-    return QgsRectangle(cell.xmin, cell.ymin, cell.xmax, cell.ymax)
-
-
-def snap_to_pixels(area: QgsRectangle, raster: QgsRectangle, px: float, py: float) -> QgsRectangle:
-    """``area`` grown outwards to whole pixels of the raster grid, then clipped to the raster."""
-    eps = 1e-9
-    x0 = raster.xMinimum() + math.floor((area.xMinimum() - raster.xMinimum()) / px + eps) * px
-    x1 = raster.xMinimum() + math.ceil((area.xMaximum() - raster.xMinimum()) / px - eps) * px
-    y1 = raster.yMaximum() - math.floor((raster.yMaximum() - area.yMaximum()) / py + eps) * py
-    y0 = raster.yMaximum() - math.ceil((raster.yMaximum() - area.yMinimum()) / py - eps) * py
-    return QgsRectangle(x0, y0, x1, y1).intersect(raster)
-
-
-def geometries_to_crs(geoms: list[QgsGeometry], src: QgsCoordinateReferenceSystem,
-                      dst: QgsCoordinateReferenceSystem, context: QgsCoordinateTransformContext) -> list[QgsGeometry]:
-    """Polygons in the raster's CRS, with the same planetary rules as ``transform.rect_to_crs``."""
-    if not src.isValid() or src == dst:
-        return geoms
-    attempts = [(src, dst)]
-    if same_surface(src, dst):
-        attempts.append((QgsCoordinateReferenceSystem.fromProj(src.toProj()),
-                         QgsCoordinateReferenceSystem.fromProj(dst.toProj())))
-    for a, b in attempts:
-        transform = QgsCoordinateTransform(a, b, context)
-        if not transform.isValid():
-            continue
-        try:
-            out = []
-            for g in geoms:
-                copy = QgsGeometry(g)
-                copy.transform(transform)
-                out.append(copy)
-            return out
-        except QgsCsException:
-            continue
-    if same_surface(src, dst) and src.toProj() == dst.toProj():
-        return geoms
-    raise CrsMismatchError(f"the polygons' CRS '{src.description()}' cannot be transformed to the raster's CRS "
-                           f"'{dst.description()}' (different bodies or an unknown datum); reproject them first.")
-
-
-#: Share of a cell that must lie inside the polygons for the cell to count as overlapping them: more than
-#: floating-point noise, so a cell that merely shares an edge with a polygon (computed from other numbers)
-#: is left out.
-MIN_OVERLAP_SHARE = 1e-6
-
-
-def polygon_predicate(polygons: list[QgsGeometry]):
-    """A ``core.grid`` cell predicate: the cell overlaps the interior of one of ``polygons``."""
-    union = QgsGeometry.unaryUnion(polygons)
-    engine = QgsGeometry.createGeometryEngine(union.constGet())
-    engine.prepareGeometry()
-
-    def keep(cell: core_grid.Cell) -> bool:
-        rect = QgsGeometry.fromRect(cell_rect(cell))
-        if not engine.intersects(rect.constGet()):  # prepared: fast rejection of most cells
-            return False
-        if engine.contains(rect.constGet()):
-            return True
-        inside = engine.intersection(rect.constGet())
-        return inside is not None and inside.area() > MIN_OVERLAP_SHARE * cell.area
-
-    return keep
-
-
-def read_cell(source: RasterSource, cell: core_grid.Cell, input_size: int, min_valid_fraction: float):
-    """Pixels of a full cell: the part on the raster, padded as nodata where the cell overhangs the raster.
-
-    Returns ``(data, nodata_mask, read_extent, width, height)`` or None when too little of the cell lies on
-    the raster to reach ``min_valid_fraction`` (not worth reading).
-    """
-    full = cell_rect(cell)
-    on_raster = full.intersect(source.extent)
-    if on_raster.isEmpty() or on_raster.area() < min_valid_fraction * full.area() * (1 - 1e-9):
-        return None
-    try:
-        block = read_extent(source, full, input_size)
-    except ExtentError:
-        return None
-    data, mask, got = block.data, block.nodata_mask, block.extent
-    if got == full:
-        return data, mask, got, block.width, block.height
-    sx, sy = got.width() / block.width, got.height() / block.height
-    width = max(block.width, int(round(full.width() / sx)))
-    height = max(block.height, int(round(full.height() / sy)))
-    col0 = min(width - block.width, max(0, int(round((got.xMinimum() - full.xMinimum()) / sx))))
-    row0 = min(height - block.height, max(0, int(round((full.yMaximum() - got.yMaximum()) / sy))))
-    padded = np.zeros((data.shape[0], height, width), data.dtype)
-    padded_mask = np.ones((height, width), bool)
-    padded[:, row0:row0 + block.height, col0:col0 + block.width] = data
-    padded_mask[row0:row0 + block.height, col0:col0 + block.width] = mask
-    return padded, padded_mask, full, width, height

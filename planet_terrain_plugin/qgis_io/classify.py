@@ -1,4 +1,5 @@
-"""One extent of one raster -> one decision: the QGIS-side path shared by the map tool and Processing.
+"""One extent of one raster -> one decision, as a grid of one cell through the engine (``engine``): the path
+shared by the map tool and Processing.
 
 Thread-safe by construction: it only touches a :class:`~.raster_read.RasterSource` snapshot (a provider
 clone), a loaded core model and plain values, so it runs inside a ``QgsTask`` or a Processing thread.
@@ -11,14 +12,17 @@ from typing import Callable
 
 from qgis.core import QgsRectangle
 
+from ..core import bodies
 from ..core.bodies import EARTH
+from ..core.calibrate import INVALID_OUTPUT_NOTE, Reason
 from ..core.contract import ModelContract
-from ..core.pipeline import ImageResult, classify_blocks
+from ..core.pipeline import ImageResult
 from ..core.session import TerrainModel
-from . import layer_info
+from . import engine, layer_info
 from .fields import Provenance, utc_now
 from .layer_info import CrsInfo
-from .raster_read import ExtentError, RasterSource, clip_extent, read_extent
+from .raster_read import ExtentError, RasterSource, clip_extent
+from .transform import to_raster_longitudes
 
 #: Fewest source pixels an extent must span along its shorter side to be classified. The model input is made by
 #: resizing the block to ``input_size`` (224 px for the shipped model, from 227 px training crops); a block of a
@@ -50,23 +54,44 @@ class ExtentOutcome:
         return self.result.decision is not None
 
 
-def check_body(info: CrsInfo, contract: ModelContract) -> str | None:
-    """The body name to classify for (None: unknown), or :class:`BodyError` when the model cannot serve it."""
+def check_body(info: CrsInfo, contract: ModelContract) -> str:
+    """The body name to classify for, or :class:`BodyError` when the model cannot serve it.
+
+    A body the CRS does not identify as one of the model's is refused, never classified with every class: the
+    classes and the per-body removal are those of the model's bodies, so a Titan or Mercury raster would get
+    Martian labels. The way out is the user's override, for a CRS that mislabels a body we know.
+    """
     body = info.body
     if not info.valid and not info.overridden:
         raise BodyError("the layer has no coordinate reference system, so neither its body (Mars, Moon, Vesta) nor "
                         "its ground pixel size is known. Set the layer's CRS (Layer Properties > Source) or choose "
                         "the body explicitly (BODY parameter / Planet Terrain > Body menu).")
+    served = ", ".join(contract.bodies)
+    way_out = ("If the raster really shows one of those, choose its body explicitly (BODY parameter / plugin "
+               "setting).")
     if body is None:
-        return None
+        raise BodyError(f"the layer's CRS ('{info.description}') {_unknown_body(info, served)}; this model knows "
+                        f"terrain on {served} only. {way_out}")
     if body is EARTH and not info.overridden:
         raise BodyError(f"the layer's CRS ('{info.description}') is an Earth CRS, and this model knows terrain on "
-                        f"{', '.join(contract.bodies)} only. If the raster really shows one of those, choose its "
-                        "body explicitly (BODY parameter / plugin setting).")
+                        f"{served} only. {way_out}")
     if body.name not in contract.bodies:
-        raise BodyError(f"the model '{contract.model_name}' was made for {', '.join(contract.bodies)}, not "
+        raise BodyError(f"the model '{contract.model_name}' was made for {served}, not "
                         f"{body.name}; choose another model or override the body if the CRS is mislabelled.")
     return body.name
+
+
+def _unknown_body(info: CrsInfo, served: str) -> str:
+    """What a CRS that identifies none of our bodies says instead: another body's name, or a foreign radius."""
+    radius = f"{info.radius_m / 1000:,.1f} km" if info.radius_m else None
+    ours = bodies.body_in_name(info.named) if info.named else None
+    if ours is not None:  # one of our names on an ellipsoid of another size (or another body's code)
+        return f"names {ours.name}, but its radius ({radius or 'none given'}) or authority code is another body's"
+    if info.named:
+        return f"is for {info.named}" + (f" (radius {radius})" if radius else "")
+    if radius:
+        return f"names no body, and its radius ({radius}) fits none of {served}"
+    return "names no body and gives no radius, so its body is unknown"
 
 
 def gsd_note(gsd: float, contract: ModelContract) -> str | None:
@@ -80,15 +105,34 @@ def gsd_note(gsd: float, contract: ModelContract) -> str | None:
     return None
 
 
-def check_geographic_extent(source: RasterSource, extent: QgsRectangle, info: CrsInfo) -> None:
-    """Refuse an extent that crosses a pole or the longitude seam of a geographic (degree) raster.
+def check_geographic_raster(source: RasterSource, info: CrsInfo) -> None:
+    """Refuse a geographic (degree) raster wider than the globe: its geotransform is mislabelled, so every
+    position, ground size and area computed from it would be wrong (a 720° raster would report twice the
+    body's surface). One pixel of slack allows for a global raster whose edge pixels overlap."""
+    px, _ = source.pixel_size
+    width = source.extent.width()
+    if info.degrees and width > 360.0 + px * (1 + 1e-9):
+        raise ExtentError(
+            f"the raster '{source.layer_name}' spans {width:g}° of longitude, more than the whole globe (360°): its "
+            "geotransform (origin or pixel size) is wrong, so no position or area on it can be trusted. Fix its "
+            "georeferencing, e.g. gdal_edit.py -a_ullr <west> <north> <east> <south> (or -a_srs when the CRS is "
+            "wrong), and try again.")
 
-    Refused rather than clipped or split: clipping would silently drop the part of the area the user asked
-    about (it lies at the opposite edge of the image), and splitting would make one label out of two images.
-    Half a pixel of slack allows for rectangles snapped by hand to the edge.
+
+def check_geographic_extent(source: RasterSource, extent: QgsRectangle, info: CrsInfo) -> QgsRectangle:
+    """``extent`` in the raster's longitudes; refused when it crosses a pole or the longitude seam of a geographic
+    (degree) raster, or when the raster is wider than the globe (:func:`check_geographic_raster`).
+
+    An extent written in the other longitude convention (-60..-20 for a raster of 0..360) is moved by 360° onto
+    the raster (``transform.to_raster_longitudes``). One that crosses the seam is refused rather than clipped or
+    split: clipping would silently drop the part of the area the user asked about (it lies at the opposite edge
+    of the image), and splitting would make one label out of two images. Half a pixel of slack allows for
+    rectangles snapped by hand to the edge.
     """
     if not info.degrees:
-        return
+        return extent
+    check_geographic_raster(source, info)
+    extent = to_raster_longitudes(extent, source.extent)
     px, py = source.pixel_size
     for lat in (extent.yMaximum(), extent.yMinimum()):
         if abs(lat) > 90.0 + py / 2:
@@ -106,6 +150,7 @@ def check_geographic_extent(source: RasterSource, extent: QgsRectangle, info: Cr
                 f"the extent crosses longitude {seam:g}°, where this global raster wraps around (the antimeridian "
                 "seam): its two parts lie at opposite edges of the image. Classify each side of the seam "
                 "separately, or use a copy of the raster centred elsewhere.")
+    return extent
 
 
 def check_extent_size(source: RasterSource, extent: QgsRectangle) -> None:
@@ -131,25 +176,29 @@ def classify_extent(source: RasterSource, extent: QgsRectangle, model: TerrainMo
     """
     contract = model.contract
     body = check_body(info, contract)
-    check_geographic_extent(source, extent, info)
-    check_extent_size(source, clip_extent(source, extent))
+    extent = check_geographic_extent(source, extent, info)
+    clipped = clip_extent(source, extent)
+    check_extent_size(source, clipped)
     report = progress or (lambda _p: None)
     stop = cancelled or (lambda: False)
     report(10.0)  # reading
-    block = read_extent(source, extent, contract.input_size)
+    chunk = engine.read_rectangle(source, clipped, contract)
     if stop():
         raise Cancelled("cancelled while reading the pixels; nothing was classified")
     report(50.0)  # inference
-    gsd = layer_info.gsd_m(info, block.extent, block.width, block.height)
-    (result,) = classify_blocks(model, [block.data], [block.nodata_mask], body, threshold)
+    (_, (_, _, read_at, width, height)) = chunk.reads[0]
+    gsd = layer_info.gsd_m(info, read_at, width, height)
+    _, (result,) = engine.decide_chunk(chunk, model, body, threshold, 1)
     if stop():
         raise Cancelled("cancelled during inference; nothing was written")
     report(90.0)  # the caller writes
-    notes = list(block.notes)
+    notes = ["the extent was clipped to the raster's edge"] if clipped != extent else []
     note = gsd_note(gsd, contract)
     if note:
         notes.append(note)
+    if result.decision is not None and result.decision.reason is Reason.INVALID_OUTPUT:
+        notes.append(INVALID_OUTPUT_NOTE)
     provenance = Provenance(body=info.body_name, gsd_m=gsd, source_layer=source.layer_name,
                             model=contract.model_name, model_version=contract.model_version,
                             provider=model.provider, created_utc=utc_now())
-    return ExtentOutcome(block.extent, result, provenance, notes)
+    return ExtentOutcome(clipped, result, provenance, notes)

@@ -35,6 +35,7 @@ class CrsInfo:
     unit_to_m: float           # metres per map unit for projected CRSs (1 for degrees: handled by radius)
     description: str
     valid: bool = True         # False: the layer has no (valid) CRS at all
+    named: str | None = None   # the body the CRS's names give (core.bodies.named_body), ours or not
 
     @property
     def body_name(self) -> str:
@@ -62,7 +63,7 @@ def crs_info(crs: QgsCoordinateReferenceSystem, body_override: str | None = None
         unit_to_m = factor if factor and math.isfinite(factor) and factor > 0 else 1.0
     return CrsInfo(body=override or detected, detected=detected, overridden=override is not None, degrees=degrees,
                    radius_m=bodies.semi_major_axis_m(wkt), unit_to_m=unit_to_m, description=crs.description(),
-                   valid=crs.isValid())
+                   valid=crs.isValid(), named=bodies.named_body(wkt))
 
 
 def gsd_m(info: CrsInfo, extent: QgsRectangle, width: int, height: int) -> float:

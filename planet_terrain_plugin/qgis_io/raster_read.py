@@ -55,6 +55,10 @@ class ExtentError(ValueError):
     """The requested extent cannot be read from this raster; the message says why and what to do."""
 
 
+class RasterReadError(ExtentError):
+    """The raster's provider failed to deliver pixels it should have (a damaged or vanished file)."""
+
+
 @dataclass(frozen=True)
 class BandInfo:
     number: int
@@ -170,8 +174,8 @@ def _band_array(source: RasterSource, band: int, dtype: np.dtype, extent: QgsRec
                 width: int, height: int) -> np.ndarray:
     block = source.provider.block(band, extent, width, height)
     if block is None or not block.isValid() or block.width() != width or block.height() != height:
-        raise ExtentError(f"the raster provider returned no pixels for band {band} of '{source.layer_name}'; "
-                          "check that the file is still readable")
+        raise RasterReadError(f"the raster provider returned no pixels for band {band} of '{source.layer_name}'; "
+                              "check that the file is still readable")
     raw = bytes(block.data())
     expected = width * height * dtype.itemsize
     if len(raw) != expected:
