@@ -27,12 +27,15 @@ CTX_GSD_M = 5.0
 
 
 class PeakMemory:
-    """Peak RSS (MB) of each process under this one, sampled on a thread while a run is going."""
+    """Peak RSS (MB) and CPU seconds of each process under this one, sampled on a thread during a run.
+
+    CPU seconds per cell are what a cell costs whatever else the machine runs (wall-clock rates on a shared
+    2-core machine are not)."""
 
     def __init__(self, period_s: float = 0.2) -> None:
         import psutil
 
-        self._me, self._period, self.peaks = psutil.Process(), period_s, {}
+        self._me, self._period, self.peaks, self.cpu_s = psutil.Process(), period_s, {}, {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -43,10 +46,11 @@ class PeakMemory:
             for child in self._me.children(recursive=True):
                 try:
                     rss = child.memory_info().rss / 2**20
-                    name = " ".join(child.cmdline()[-3:])
+                    cpu = child.cpu_times()
                 except psutil.Error:
                     continue
-                self.peaks[child.pid] = max(self.peaks.get(child.pid, (0.0, ""))[0], rss), name
+                self.peaks[child.pid] = max(self.peaks.get(child.pid, 0.0), rss)
+                self.cpu_s[child.pid] = cpu.user + cpu.system
             self._stop.wait(self._period)
 
     def __enter__(self) -> "PeakMemory":
@@ -59,7 +63,7 @@ class PeakMemory:
 
     def workers(self, n: int) -> list[float]:
         """The ``n`` largest peaks: the worker processes (each holds a model session; nannies are small)."""
-        return sorted((peak for peak, _ in self.peaks.values()), reverse=True)[:n]
+        return sorted(self.peaks.values(), reverse=True)[:n]
 
 
 def one_run(raster: Path, model: str, workers: int, tag: str, kill_after: int | None = None) -> dict:
@@ -97,6 +101,7 @@ def one_run(raster: Path, model: str, workers: int, tag: str, kill_after: int | 
             "cells_per_s": round(summary.cells / work, 1), "classified_per_s": round(summary.classified / work, 1),
             "peak_worker_rss_mb": [round(m) for m in memory.workers(workers)], "killed": marks["killed"],
             "load_avg_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+            "cpu_s_per_classified_cell": round(sum(memory.cpu_s.values()) / max(summary.classified, 1), 5),
             "out": str(out)}
 
 
@@ -147,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
               "speedup_2w": round(two["cells_per_s"] / one["cells_per_s"], 2),
               "efficiency_2w": round(two["cells_per_s"] / one["cells_per_s"] / 2, 2),
               "killed_run_identical_cells": same,
-              "per_classified_cell_core_s": round(1 / one["classified_per_s"], 5),
-              "projection": projection(1 / one["classified_per_s"])}
+              "per_classified_cell_core_s": one["cpu_s_per_classified_cell"],
+              "projection": projection(one["cpu_s_per_classified_cell"])}
     (OUT / "results.json").write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
     return 0 if same else 1
