@@ -14,7 +14,7 @@ from planet_terrain_plugin.core.bodies import MOON
 
 
 def _facts(width: int, height: int, block: tuple[int, int], geographic: bool = False) -> RasterFacts:
-    crs = CrsFacts("WKT", MOON, False, geographic, MOON.mean_radius_m, 1.0)
+    crs = CrsFacts("WKT", "Moon", MOON, False, geographic, MOON.mean_radius_m, 1.0)
     px = 0.001 if geographic else 5.0
     return RasterFacts("/x.tif", "x", width, height, (100.0, px, 0.0, 40.0 if geographic else 9000.0, 0.0, -px),
                        block, (1,), (None,), None, False, crs)

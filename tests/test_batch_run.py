@@ -129,6 +129,19 @@ def test_bad_input_is_refused_with_a_message(tiny_model, tmp_path, args, message
     assert (tmp_path / "user_file.txt").read_text() == "mine"
 
 
+def test_a_raster_of_another_body_is_refused_as_in_qgis(tiny_model, tmp_path):
+    from osgeo import gdal
+
+    earth = tmp_path / "apollo_as_earth.tif"
+    gdal.Translate(str(earth), str(raster_path(APOLLO)), outputSRS="EPSG:4326")
+    done = run_batch("grid", str(earth), "--out", str(tmp_path / "o"), "--model", str(tiny_model), "--workers", "0")
+    assert done.returncode == 2 and "the raster's CRS ('WGS 84') is an Earth CRS" in done.stderr, done.stderr
+    assert "choose its body explicitly (--body)" in done.stderr
+    moon = run_batch("grid", str(earth), "--out", str(tmp_path / "o2"), "--model", str(tiny_model), "--workers",
+                     "0", "--body", "Moon")
+    assert moon.returncode == 0, moon.stderr
+
+
 def test_a_rerun_with_other_settings_is_refused(apollo_run, tiny_model):
     done = _grid(tiny_model, apollo_run, "--partition-cells", "256", "--cell-px", "48")
     assert done.returncode == 2 and "holds a run with other settings (inputs differ)" in done.stderr

@@ -7,15 +7,13 @@ for (or why the model cannot serve it) and how many ground metres a pixel spans.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
-from .. import bodies
-from ..bodies import EARTH, Body
+from .. import bodies, body_check
+from ..bodies import Body
+from ..body_check import Advice
 from ..contract import ModelContract
-
-
-class BodyError(ValueError):
-    """The raster's body does not suit the model; the message says how to override it."""
 
 
 @dataclass(frozen=True)
@@ -23,12 +21,14 @@ class CrsFacts:
     """A raster CRS reduced to what a grid run needs (plain values: travels to Dask workers)."""
 
     wkt: str                   # as the raster states it (planetary WKT kept intact)
+    description: str           # the CRS's name, for messages
     body: Body | None          # the body used (override, else detected)
     overridden: bool
     degrees: bool              # map units are degrees (geographic)
     radius_m: float | None     # the CRS's own semi-major axis, when its WKT has one
     unit_to_m: float           # metres per map unit for projected CRSs
     valid: bool = True         # False: the raster has no CRS at all
+    named: str | None = None   # the body the CRS's names give (core.bodies.named_body), ours or not
 
     @property
     def body_name(self) -> str:
@@ -45,15 +45,20 @@ def crs_facts(crs, body_override: str | None = None) -> CrsFacts:
     override = None if not body_override or body_override.strip().lower() == "auto" \
         else bodies.body_by_name(body_override)
     if crs is None or not crs.to_wkt():
-        return CrsFacts("", override, override is not None, False, None, 1.0, valid=False)
+        return CrsFacts("", "", override, override is not None, False, None, 1.0, valid=False)
     wkt = crs.to_wkt()
     wkt2 = crs.to_wkt(version="WKT2_2019") or wkt
     units, factor = (None, 1.0) if crs.is_geographic else crs.linear_units_factor
     degrees = bool(crs.is_geographic) or (units or "").lower().startswith("degree")
     unit_to_m = 1.0 if degrees or not (factor and math.isfinite(factor) and factor > 0) else float(factor)
     detected = bodies.detect_body(wkt2, _authid(crs))
-    return CrsFacts(wkt, override or detected, override is not None, degrees, bodies.semi_major_axis_m(wkt2),
-                    unit_to_m)
+    name = _FIRST_NAME.match(wkt2)
+    return CrsFacts(wkt, name.group(1) if name else "", override or detected, override is not None, degrees,
+                    bodies.semi_major_axis_m(wkt2), unit_to_m, named=bodies.named_body(wkt2))
+
+
+#: The name of a WKT's outermost CRS: what QGIS shows as the CRS's description.
+_FIRST_NAME = re.compile(r'\s*\w+\s*\[\s*"([^"]*)"')
 
 
 def _authid(crs) -> str:
@@ -64,28 +69,14 @@ def _authid(crs) -> str:
     return f"{auth[0]}:{auth[1]}" if auth else ""
 
 
-def check_body(facts: CrsFacts, contract: ModelContract) -> str | None:
-    """The body name to classify for (None: unknown), or :class:`BodyError` when the model cannot serve it.
+#: How a batch user fixes a CRS problem (``core.body_check``).
+BATCH_ADVICE = Advice(subject="the raster", set_crs="Give it a CRS (gdal_edit.py -a_srs ...)", choose_body="--body",
+                      override="--body")
 
-    The same rules as the QGIS path (``qgis_io.classify.check_body``): no CRS and no override is refused, an
-    Earth CRS is refused unless overridden, a body outside the model's list is refused.
-    """
-    if not facts.valid and not facts.overridden:
-        raise BodyError("the raster has no coordinate reference system, so neither its body (Mars, Moon, Vesta) "
-                        "nor its ground pixel size is known. Give it a CRS (gdal_edit.py -a_srs) or choose the "
-                        "body explicitly (--body).")
-    body = facts.body
-    if body is None:
-        return None
-    if body is EARTH and not facts.overridden:
-        raise BodyError(f"the raster's CRS is an Earth CRS, and this model knows terrain on "
-                        f"{', '.join(contract.bodies)} only. If the raster really shows one of those, choose its "
-                        "body explicitly (--body).")
-    if body.name not in contract.bodies:
-        raise BodyError(f"the model '{contract.model_name}' was made for {', '.join(contract.bodies)}, not "
-                        f"{body.name}; choose another model or override the body (--body) if the CRS is "
-                        "mislabelled.")
-    return body.name
+
+def check_body(facts: CrsFacts, contract: ModelContract) -> str:
+    """The body name to classify for, or ``BodyError``: the QGIS path's rule (``core.body_check``)."""
+    return body_check.check_body(facts, contract, BATCH_ADVICE)
 
 
 def gsd_m(facts: CrsFacts, width: float, height: float, columns: int, rows: int, centre_y: float) -> float:
