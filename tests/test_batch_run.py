@@ -142,6 +142,19 @@ def test_a_raster_of_another_body_is_refused_as_in_qgis(tiny_model, tmp_path):
     assert moon.returncode == 0, moon.stderr
 
 
+def test_a_rotated_raster_is_refused(tiny_model, tmp_path):
+    from osgeo import gdal
+
+    rotated = tmp_path / "rotated.tif"
+    ds = gdal.Translate(str(rotated), str(raster_path(APOLLO)))
+    x0, px, _, y0, _, py = ds.GetGeoTransform()
+    ds.SetGeoTransform((x0, px, px / 10, y0, px / 10, py))
+    ds = None
+    done = run_batch("grid", str(rotated), "--out", str(tmp_path / "o"), "--model", str(tiny_model))
+    assert done.returncode == 2 and "has a rotated or sheared geotransform" in done.stderr, done.stderr
+    assert "gdalwarp" in done.stderr and not (tmp_path / "o").exists()
+
+
 def test_a_rerun_with_other_settings_is_refused(apollo_run, tiny_model):
     done = _grid(tiny_model, apollo_run, "--partition-cells", "256", "--cell-px", "48")
     assert done.returncode == 2 and "holds a run with other settings (inputs differ)" in done.stderr
