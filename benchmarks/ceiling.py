@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from benchmarks.common import median_rate, model_variants, print_table
-from planet_terrain_plugin.core.session import clear_cache, load_model, load_parallel_model
+from planet_terrain_plugin.core.session import clear_cache, load_model
 
 BATCHES = (1, 8, 32)
 
@@ -21,7 +21,8 @@ def measure(images_per_point: int = 512, repeats: int = 3) -> list[dict]:
     for precision, path in model_variants().items():
         clear_cache()
         model = load_model(str(path))
-        many, layout = load_parallel_model(str(path))
+        many = load_model(str(path), grid=True)
+        layout = many.layout
         s = model.contract.input_size
         rng = np.random.default_rng(0)
         for batch in BATCHES:

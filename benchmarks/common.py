@@ -81,7 +81,7 @@ def quantise_like_export(fp32: Path, dst: Path) -> Path:
 
     from export.common import set_contract
     from export.quantize import to_int8
-    from planet_terrain_plugin.core.contract import read_contract
+    from planet_terrain_plugin.core.contract import VariantInfo, read_contract
     from planet_terrain_plugin.core.models import MODELS_DIR
     from training.config import TrainConfig
     from training.rundata import load_run_data
@@ -95,7 +95,7 @@ def quantise_like_export(fp32: Path, dst: Path) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(".partial.onnx")
     to_int8(fp32, tmp, data)
-    onnx.save(set_contract(onnx.load(str(tmp)), contract.replace(metrics={**contract.metrics, "variant": "int8"})),
+    onnx.save(set_contract(onnx.load(str(tmp)), contract.replace(variant=VariantInfo("int8"))),
               str(dst))
     tmp.unlink()
     return dst

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from planet_terrain_plugin.core.calibrate import softmax
-from planet_terrain_plugin.core.contract import ModelContract
+from planet_terrain_plugin.core.contract import KEY_PREFIX, VARIANT_FIGURES, ModelContract, VariantInfo
 
 from training.config import TrainConfig
 from training.metrics import abstention, auroc, macro_f1
@@ -25,14 +25,15 @@ def run_contract(run_dir: str | Path, base: ModelContract) -> ModelContract:
     run = Path(run_dir)
     cal = json.loads((run / "calibration.json").read_text())
     m = json.loads((run / "metrics.json").read_text())
-    metrics: dict = {"variant": "fp32", "split": "test (source-image grouped, see split.json)"}
+    metrics: dict = {"split": "test (source-image grouped, see split.json)"}
     img, lm = m["per_image"]["all"], m["per_landmark"]["all"]
     metrics.update({k: _r(img[k]) for k in HEADLINE})
     metrics.update({f"{k}_per_landmark": _r(lm[k]) for k in ("macro_f1", "accuracy")})
     metrics.update({f"{k}_v1_crops": _r(m["per_image"]["v1_crops"][k]) for k in ("macro_f1", "auroc_known_vs_other")})
     metrics.update({f"{k}_v3_crops": _r(m["per_image"]["v3_crops"][k]) for k in ("macro_f1", "auroc_known_vs_other")})
     metrics.update(n_test_known=img["n_known"], n_test_other=img["n_other"], epochs=m["epochs_trained"])
-    return base.replace(temperature=float(cal["temperature"]), threshold=float(cal["threshold"]), metrics=metrics)
+    return base.replace(temperature=float(cal["temperature"]), threshold=float(cal["threshold"]),
+                        variant=VariantInfo("fp32"), metrics=metrics)
 
 
 def _r(x):
@@ -41,7 +42,7 @@ def _r(x):
 
 def set_contract(model: onnx.ModelProto, contract: ModelContract) -> onnx.ModelProto:
     """Replace any Planet Terrain metadata with ``contract``'s (other metadata is kept)."""
-    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith("planet_terrain.")]
+    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(KEY_PREFIX)]
     del model.metadata_props[:]
     for k, v in keep + sorted(contract.to_metadata().items()):
         model.metadata_props.add(key=k, value=v)
@@ -93,6 +94,14 @@ def variant_scores(logits: np.ndarray, ref_logits: np.ndarray, ts: TestSet, cont
             "top1_agreement_known_vs_fp32": round(float((p[known].argmax(1) == ref[known].argmax(1)).mean()), 4),
             "decision_agreement_vs_fp32": round(float((decision(p) == decision(ref)).mean()), 4),
             "max_abs_dprob_vs_fp32": round(float(np.abs(p - ref).max()), 4)}
+
+
+def variant_contract(contract: ModelContract, name: str, scores: dict) -> ModelContract:
+    """``contract`` for the variant ``name``: its agreement with fp32 in the typed ``variant``, the rest of its
+    ``scores`` (:func:`variant_scores`) in ``metrics``."""
+    typed = {name: scores[name] for name in VARIANT_FIGURES}
+    rest = {k: v for k, v in scores.items() if k not in typed}
+    return contract.replace(variant=VariantInfo(name, **typed), metrics={**contract.metrics, **rest})
 
 
 def load_data_for(run_dir: str | Path, contract: ModelContract, cache_dir: str | None = "runs/cache") -> RunData:

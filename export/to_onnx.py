@@ -24,7 +24,7 @@ from training.model import output_count
 from training.report import PLOTS
 
 from . import parity
-from .common import load_data_for, run_contract, run_onnx, set_contract, test_set, variant_scores
+from .common import load_data_for, run_contract, run_onnx, set_contract, test_set, variant_contract, variant_scores
 
 OPSET = 17
 
@@ -87,7 +87,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, ckpt_name: str = "last.
         path = out / f"{contract.model_name}.{v}.onnx"
         builders[v](path)
         scores = variant_scores(run_onnx(path, ts.tensors), ref, ts, contract)
-        vc = contract.replace(metrics={**contract.metrics, **scores, "variant": v})
+        vc = variant_contract(contract, v, scores)
         onnx.save(set_contract(onnx.load(str(path)), vc), str(path))
         paths[v] = path
         report["variants"][v] = {**scores, "size_mb": round(path.stat().st_size / 2**20, 1)}

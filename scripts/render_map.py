@@ -71,11 +71,12 @@ def _with_aspect(extent, aspect: float):
 
 def class_renderer(layer, contract):
     """The plugin's palette (``qgis_io.style``) restricted to the labels present, each labelled with its count."""
+    from planet_terrain_plugin.qgis_io.fields import LABEL_FIELD
     from planet_terrain_plugin.qgis_io.style import categorized_renderer
 
-    index = layer.fields().indexOf("label")
+    index = layer.fields().indexOf(LABEL_FIELD)
     if index < 0:
-        raise ValueError(f"'{layer.source()}' has no 'label' field: not a Planet Terrain result")
+        raise ValueError(f"'{layer.source()}' has no '{LABEL_FIELD}' field: not a Planet Terrain result")
     counts = Counter(str(f.attribute(index)) for f in layer.getFeatures())
     renderer = categorized_renderer(contract)
     for i in reversed(range(len(renderer.categories()))):

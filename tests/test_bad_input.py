@@ -586,15 +586,15 @@ def test_task_cancelled_during_the_read_reports_cancelled(qgis_iface, qgis_new_p
                                                           raster_layer, tiny_model, monkeypatch):
     """Cancel pressed the moment the worker starts reading (deterministic: from the worker's own progress call;
     a queued progressChanged slot would run too late, after the task had finished)."""
-    from planet_terrain_plugin.gui.task import ClassifyTask
-    from qgis.core import QgsTask
+    from planet_terrain_plugin.gui.task import RunFeedback
+    from qgis.core import QgsProcessingFeedback
 
     def progress_then_cancel(self, value):
-        QgsTask.setProgress(self, value)
+        QgsProcessingFeedback.setProgress(self, value)
         if value >= 10:
             self.cancel()
 
-    monkeypatch.setattr(ClassifyTask, "setProgress", progress_then_cancel)
+    monkeypatch.setattr(RunFeedback, "setProgress", progress_then_cancel, raising=False)
     layer = raster_layer(APOLLO)
     QgsProject.instance().addMapLayer(layer)
     try:
@@ -627,7 +627,7 @@ def test_gpu_provider_that_fails_falls_back_and_the_user_is_told(tmp_path, monke
         QgsProject.instance().addMapLayer(layer)
         task = run_task(controller, lambda: controller.classify_layer_extent(
             layer, pixel_rect(layer, 600, 500, 80, 80), str(model)))
-        assert task.error is None, task.error_trace
+        assert task.error is None, task.error
         (msg,) = bar.get_messages(Qgis.Success)
         assert "onnxruntime: CPUExecutionProvider (fallback)" in msg and "CUDAExecutionProvider" in msg
     finally:

@@ -7,17 +7,17 @@ from hypothesis import strategies as st
 
 from planet_terrain_plugin.core import grid as core_grid
 from planet_terrain_plugin.core.batch.crs import CrsFacts
-from planet_terrain_plugin.core.batch.plan import (MAX_PARTITION_PIXELS, MIN_CELL_PIXELS, make_grid,
-                                                   partition_cells, partitions)
+from planet_terrain_plugin.core.batch.plan import MAX_PARTITION_PIXELS, make_grid, partition_cells, partitions
 from planet_terrain_plugin.core.batch.source import RasterFacts
 from planet_terrain_plugin.core.bodies import MOON
+from planet_terrain_plugin.core.limits import MIN_EXTENT_PIXELS
 
 
 def _facts(width: int, height: int, block: tuple[int, int], geographic: bool = False) -> RasterFacts:
     crs = CrsFacts("WKT", "Moon", MOON, False, geographic, MOON.mean_radius_m, 1.0)
     px = 0.001 if geographic else 5.0
     return RasterFacts("/x.tif", "x", width, height, (100.0, px, 0.0, 40.0 if geographic else 9000.0, 0.0, -px),
-                       block, (1,), (None,), None, False, crs)
+                       block, (1,), (None,), (None,), None, False, crs)
 
 
 def _all_cells(grid: core_grid.Grid) -> list[tuple[int, int]]:
@@ -25,7 +25,7 @@ def _all_cells(grid: core_grid.Grid) -> list[tuple[int, int]]:
 
 
 @settings(max_examples=40, deadline=None)
-@given(width=st.integers(50, 2000), height=st.integers(50, 2000), cell=st.integers(MIN_CELL_PIXELS, 300),
+@given(width=st.integers(50, 2000), height=st.integers(50, 2000), cell=st.integers(MIN_EXTENT_PIXELS, 300),
        block=st.sampled_from([(1, 5000), (6, 1315), (128, 128), (512, 512), (256, 1024)]),
        overlap=st.sampled_from([0.0, 0.25, 0.5]), target=st.integers(1, 5000))
 def test_partitions_hold_every_cell_exactly_once(width, height, cell, block, overlap, target):
@@ -67,8 +67,3 @@ def test_ragged_geographic_rows_are_partitioned_in_whole_rows():
     cells = [(c.row, c.col) for p in parts for c in partition_cells(grid, p)]
     assert sorted(cells) == _all_cells(grid) and len(parts) > 1
 
-
-def test_the_minimum_cell_is_the_qgis_path_s():
-    from planet_terrain_plugin.qgis_io.classify import MIN_EXTENT_PIXELS
-
-    assert MIN_CELL_PIXELS == MIN_EXTENT_PIXELS

@@ -12,12 +12,12 @@ import pytest
 from model_factory import write_model, write_valid_model, tiny_contract
 from paths import HIRISE_V3, RASTERS
 from planet_terrain_plugin.core import session as session_mod
-from planet_terrain_plugin.core.contract import ContractError
+from planet_terrain_plugin.core.contract import ContractError, VariantInfo
 from concurrent.futures import ThreadPoolExecutor
 
 from planet_terrain_plugin.core.pipeline import classify_blocks, run_ahead
 from planet_terrain_plugin.core.session import (ParallelLayout, candidate_providers, load_model, parallel_layout,
-                                                load_parallel_model, physical_cores, resolve_preference)
+                                                physical_cores, resolve_preference)
 
 
 
@@ -65,8 +65,8 @@ def test_cuda_that_cannot_start_falls_back_to_cpu_and_says_so(tiny, monkeypatch)
     m = load_model(str(tiny))
     assert m.provider == "CPUExecutionProvider"
     assert "CUDAExecutionProvider" in m.provider_note and "fell back" in m.provider_note
-    grid, layout = load_parallel_model(str(tiny), cores=2)  # laid out for the GPU, but the CPU runs it
-    assert grid.provider == "CPUExecutionProvider" and layout == ParallelLayout(2, 1) and grid.concurrent
+    grid = load_model(str(tiny), grid=True, cores=2)  # laid out for the GPU, but the CPU runs it
+    assert grid.provider == "CPUExecutionProvider" and grid.layout == ParallelLayout(2, 1) and grid.concurrent
 
 
 def test_wrong_input_shape_is_refused(tmp_path):
@@ -117,10 +117,11 @@ def test_physical_cores_without_an_affinity_mask_asks_psutil_or_counts_cpus(monk
 
 def test_grid_session_runs_concurrently_and_agrees_with_the_click_session(tiny):
     click = load_model(str(tiny))
-    grid, layout = load_parallel_model(str(tiny), cores=2)
+    grid = load_model(str(tiny), grid=True, cores=2)
+    layout = grid.layout
     assert layout == ParallelLayout(2, 1)
     assert grid is not click and grid.concurrent and not click.concurrent
-    assert load_parallel_model(str(tiny), cores=2)[0] is grid, "cached like any session"
+    assert load_model(str(tiny), grid=True, cores=2) is grid, "cached like any session"
     x = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
     with ThreadPoolExecutor(layout.workers) as pool:  # overlapping runs on the one session
         outs = list(pool.map(lambda part: grid.logits(part), np.split(x, 4)))
@@ -190,16 +191,16 @@ def test_image_reader_finds_apollo_collar_and_isis_special_pixels():
 def test_variant_note_explains_the_cpu_choice():
     from planet_terrain_plugin.core.models import variant_note
 
-    ok = variant_note({"variant": "int8", "macro_f1": 0.41, "macro_f1_delta_vs_fp32": -0.002,
-                       "decision_agreement_vs_fp32": 0.99})
+    def note(name, delta=None, agreement=None, **metrics):
+        return variant_note(tiny_contract(variant=VariantInfo(name, delta, agreement), metrics=metrics))
+
+    ok = note("int8", -0.002, 0.99, macro_f1=0.41)
     assert ok == ("int8, test macro-F1 0.410, -0.2 pt vs fp32, same decision as fp32 on 99% of test images, "
                   "meets the bar for the CPU default (0.5 pt, 98% agreement)")
-    assert "misses" in variant_note({"variant": "int8", "macro_f1_delta_vs_fp32": -0.02,
-                                     "decision_agreement_vs_fp32": 0.99})
+    assert "misses" in note("int8", -0.02, 0.99)
     # the shipped model's int8 export: same macro-F1 within 0.2 pt, yet 19% of decisions differ
-    assert "misses" in variant_note({"variant": "int8", "macro_f1_delta_vs_fp32": -0.0019,
-                                     "decision_agreement_vs_fp32": 0.8073})
-    assert variant_note({"variant": "fp32", "macro_f1": 0.5}) == "fp32, test macro-F1 0.500"
+    assert "misses" in note("int8", -0.0019, 0.8073)
+    assert note("fp32", macro_f1=0.5) == "fp32, test macro-F1 0.500"
 
 
 @pytest.mark.parametrize("int8_delta, shipped, provider, expected", [
@@ -213,9 +214,8 @@ def test_default_variant_per_provider(tmp_path, int8_delta, shipped, provider, e
     from planet_terrain_plugin.core.models import default_model_path, variant_path
 
     for v in shipped:
-        metrics = {"variant": v, "macro_f1_delta_vs_fp32": int8_delta if v == "int8" else 0.0,
-                   "decision_agreement_vs_fp32": 0.99}
-        write_valid_model(variant_path(v, tmp_path), metrics=metrics)
+        variant = VariantInfo(v, int8_delta if v == "int8" else 0.0, 0.99)
+        write_valid_model(variant_path(v, tmp_path), variant=variant)
     assert default_model_path(provider, tmp_path) == variant_path(expected, tmp_path)
 
 

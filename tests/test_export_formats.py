@@ -19,15 +19,15 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeedback, Qg
 from qgis.PyQt.QtCore import QVariant
 
 from conftest import APOLLO, LOLA, MARS_EQUI, MARS_POLAR, VESTA_DAWN, as_unprivileged_user, raster_path
+from crs_equivalence import equivalent_crs
 from model_factory import tiny_contract
 from planet_terrain_plugin.core.bodies import detect_body
 from planet_terrain_plugin.core.calibrate import decide_from_probs
-from planet_terrain_plugin.core.grid import CellSize, Extent, make_grid
-from planet_terrain_plugin.processing.classify_grid import GRID_FIELDS
+from planet_terrain_plugin.core.grid import CellSize, Extent, Grid
 from planet_terrain_plugin.qgis_io import export
-from planet_terrain_plugin.qgis_io.export import (ExportCancelled, ExportError, equivalent_crs, export_layer,
-                                                  load_export, shapefile_field_names)
-from planet_terrain_plugin.qgis_io.fields import Provenance, decision_values
+from planet_terrain_plugin.qgis_io.export import (ExportCancelled, ExportError, export_layer, load_export,
+                                                  shapefile_field_names)
+from planet_terrain_plugin.qgis_io.fields import GRID_FIELDS, Provenance, decision_values
 from planet_terrain_plugin.qgis_io.result_layer import create_result_layer
 
 RASTER_NAMES = {
@@ -87,7 +87,7 @@ def make_result_layer(key: str, cells_per_side: int = 3, grid_fields: bool = Tru
     if grid_fields:
         layer.dataProvider().addAttributes([QgsField(name, kind) for name, kind in GRID_FIELDS])
         layer.updateFields()
-    grid = make_grid(extent, CellSize(extent.width / cells_per_side, extent.height / cells_per_side))
+    grid = Grid(extent, CellSize(extent.width / cells_per_side, extent.height / cells_per_side))
     cells = list(grid)
     assert len(cells) == cells_per_side ** 2
     decisions = decide_from_probs(_probabilities(len(cells)), CONTRACT, CONTRACT.threshold)

@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 from conftest import APOLLO, LOLA, MARS_EQUI, MARS_POLAR, VESTA_DAWN, VESTA_DTM
 from planet_terrain_plugin.core.bodies import detect_body, ground_pixel_size_m, semi_major_axis_m
 from planet_terrain_plugin.core.grid import (
-    LARGE_GRID_CELLS, CellSize, Extent, Grid, cell_size_from_metres, cell_size_from_pixels, make_grid,
+    LARGE_GRID_CELLS, CellSize, Extent, Grid, cell_size_from_metres, cell_size_from_pixels,
     rect_area_m2, suggest_cell_pixels)
 
 coords = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -56,7 +56,7 @@ def _assert_rows_tile(grid: Grid) -> None:
 @settings(max_examples=150, deadline=None)
 @given(x0=coords, y0=coords, size_x=sizes, size_y=sizes, nx=st.integers(1, 40), ny=st.integers(1, 40))
 def test_exact_multiple_tiles_without_gaps_or_overlaps(x0, y0, size_x, size_y, nx, ny):
-    grid = make_grid((x0, y0, x0 + nx * size_x, y0 + ny * size_y), CellSize(size_x, size_y))
+    grid = Grid(Extent(x0, y0, x0 + nx * size_x, y0 + ny * size_y), CellSize(size_x, size_y))
     assert grid.rows == ny and grid.cols_in_row(0) == nx
     assert grid.count == nx * ny == sum(1 for _ in grid)
     _assert_rows_tile(grid)
@@ -69,7 +69,7 @@ def test_exact_multiple_tiles_without_gaps_or_overlaps(x0, y0, size_x, size_y, n
 @settings(max_examples=150, deadline=None)
 @given(x0=coords, y0=coords, w=sizes, h=sizes, size_x=sizes, size_y=sizes)
 def test_any_extent_is_covered_exactly_when_clipped(x0, y0, w, h, size_x, size_y):
-    grid = make_grid((x0, y0, x0 + w, y0 + h), CellSize(size_x, size_y))
+    grid = Grid(Extent(x0, y0, x0 + w, y0 + h), CellSize(size_x, size_y))
     if grid.count > 5000:
         return
     assert grid.count == sum(1 for _ in grid)
@@ -82,7 +82,7 @@ def test_any_extent_is_covered_exactly_when_clipped(x0, y0, w, h, size_x, size_y
 @settings(max_examples=150, deadline=None)
 @given(w=sizes, h=sizes, size=sizes, overlap=st.floats(0.0, 0.95), edge=st.sampled_from(["clip", "extend"]))
 def test_overlap_strides_and_covers_without_gaps(w, h, size, overlap, edge):
-    grid = make_grid((0.0, 0.0, w, h), CellSize(size, size), overlap=overlap, edge=edge)
+    grid = Grid(Extent(0.0, 0.0, w, h), CellSize(size, size), overlap=overlap, edge=edge)
     if grid.count > 5000:
         return
     cells = list(grid)
@@ -106,13 +106,13 @@ def test_overlap_strides_and_covers_without_gaps(w, h, size, overlap, edge):
 
 
 def test_extent_smaller_than_a_cell_is_one_cell():
-    grid = make_grid((0, 0, 3, 2), CellSize(10, 10))
+    grid = Grid(Extent(0, 0, 3, 2), CellSize(10, 10))
     assert grid.count == 1 and list(grid)[0] == list(grid.cells())[0]
     assert (list(grid)[0].width, list(grid)[0].height) == (3, 2)
 
 
 def test_count_is_cheap_and_iteration_is_lazy():
-    grid = make_grid((0, 0, 1e6, 1e6), CellSize(1, 1))  # 10^12 cells
+    grid = Grid(Extent(0, 0, 1e6, 1e6), CellSize(1, 1))  # 10^12 cells
     start = time.perf_counter()
     assert grid.count == 10 ** 12 > LARGE_GRID_CELLS
     first = list(itertools.islice(grid, 3))
@@ -126,7 +126,7 @@ def test_count_is_cheap_and_iteration_is_lazy():
 
 
 def test_predicate_hook_filters_cells():
-    grid = make_grid((0, 0, 10, 10), CellSize(1, 1))
+    grid = Grid(Extent(0, 0, 10, 10), CellSize(1, 1))
     kept = list(grid.cells(lambda c: (c.row + c.col) % 2 == 0))
     assert len(kept) == 50 and all((c.row + c.col) % 2 == 0 for c in kept)
 
@@ -134,7 +134,7 @@ def test_predicate_hook_filters_cells():
 @pytest.mark.parametrize("kwargs", [dict(overlap=1.0), dict(overlap=-0.1), dict(edge="wrap")])
 def test_invalid_parameters_are_refused(kwargs):
     with pytest.raises(ValueError):
-        make_grid((0, 0, 1, 1), CellSize(1, 1), **kwargs)
+        Grid(Extent(0, 0, 1, 1), CellSize(1, 1), **kwargs)
 
 
 @pytest.mark.parametrize("extent", [(0, 0, 0, 1), (1, 0, 0, 1), (0, 0, float("nan"), 1)])
@@ -149,7 +149,7 @@ def test_geographic_metres_use_per_row_widths_and_the_crs_radius():
     deg = 10_000 / (radius * math.pi / 180)
     assert math.isclose(size.height, deg) and math.isclose(size.width_at(0.0), deg)
     assert math.isclose(size.width_at(60.0), 2 * deg)
-    grid = make_grid((0.0, 0.0, 10.0, 80.0), size)
+    grid = Grid(Extent(0.0, 0.0, 10.0, 80.0), size)
     assert grid.cols_in_row(0) < grid.cols_in_row(grid.rows - 1)  # row 0 is the northern-most: widest cells
     assert grid.count == sum(1 for _ in grid)
     _assert_rows_tile(grid)
@@ -157,7 +157,7 @@ def test_geographic_metres_use_per_row_widths_and_the_crs_radius():
 
 def test_geographic_width_is_capped_near_the_pole():
     size = cell_size_from_metres(1000, geographic=True, radius_m=1_737_400.0)
-    grid = make_grid((-180.0, 89.99, 180.0, 90.0), size)
+    grid = Grid(Extent(-180.0, 89.99, 180.0, 90.0), size)
     assert grid.cols_in_row(0) == 1 and list(grid.row_cells(0))[0].width == 360.0
 
 
@@ -203,7 +203,7 @@ def test_pixel_cells_match_the_raster_grid(raster_layer, name, body, kind):
     layer, extent, crs, _ = _raster(raster_layer, name)
     assert detect_body(crs.toWkt(), crs.authid()).name == body
     pixels = 16
-    grid = make_grid(extent, cell_size_from_pixels(pixels, layer.rasterUnitsPerPixelX(),
+    grid = Grid(extent, cell_size_from_pixels(pixels, layer.rasterUnitsPerPixelX(),
                                                    layer.rasterUnitsPerPixelY()))
     assert grid.rows == math.ceil(layer.height() / pixels - 1e-9)
     assert grid.cols_in_row(0) == math.ceil(layer.width() / pixels - 1e-9)
@@ -225,7 +225,7 @@ def test_metre_cells_span_those_metres_on_the_body(raster_layer, name, body, kin
     px_m = ground_pixel_size_m(found, layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY(), geographic,
                                (extent.ymin + extent.ymax) / 2, radius_m=radius)
     metres = 8 * px_m[1]
-    grid = make_grid(extent, cell_size_from_metres(metres, geographic, radius_m=radius), edge="extend")
+    grid = Grid(extent, cell_size_from_metres(metres, geographic, radius_m=radius), edge="extend")
     assert grid.count == sum(1 for _ in grid) > 1
     for cell in itertools.islice(grid, 0, None, 7):
         lat = cell.centre[1]
@@ -242,7 +242,7 @@ def test_moon_degrees_are_lunar_not_terrestrial(raster_layer):
     assert geographic
     size = cell_size_from_metres(20_000, True, radius_m=semi_major_axis_m(crs.toWkt()))
     assert math.isclose(size.height, 0.6595, rel_tol=1e-3)
-    grid = make_grid(extent, size)
+    grid = Grid(extent, size)
     assert grid.rows == math.ceil(extent.height / size.height)
     lat0 = sum(grid.row_bounds(0)) / 2
     assert grid.row_width(0) == pytest.approx(size.height / math.cos(math.radians(lat0)))
@@ -266,7 +266,7 @@ def test_rect_area_on_a_sphere_and_a_map():
        metres=st.floats(100, 200_000), radius=st.sampled_from([1_737_400.0, 3_396_190.0, 262_700.0]),
        edge=st.sampled_from(["clip", "extend"]))
 def test_geographic_grids_count_and_tile_every_row(lon0, lat0, w, h, metres, radius, edge):
-    grid = make_grid((lon0, lat0, lon0 + w, min(lat0 + h, 90.0)), cell_size_from_metres(metres, True, radius),
+    grid = Grid(Extent(lon0, lat0, lon0 + w, min(lat0 + h, 90.0)), cell_size_from_metres(metres, True, radius),
                      edge=edge)
     if grid.count > 5000:
         return

@@ -17,7 +17,7 @@ from conftest import APOLLO, wait_until
 from planet_terrain_plugin import classFactory
 from planet_terrain_plugin.core import grid as core_grid
 from planet_terrain_plugin.core import models
-from planet_terrain_plugin.gui import dock as dock_module
+from planet_terrain_plugin.gui import run_panel
 from planet_terrain_plugin.qgis_io import export, relabel
 from planet_terrain_plugin.qgis_io.model_choice import SETTING_MODEL, install_model_setting
 from test_plugin_task import drag
@@ -71,18 +71,18 @@ def click(button) -> None:
 
 
 def choose(dock, raster, mode: str, size: float | None = None, unit: str = "metres") -> None:
-    dock.layer_combo.setLayer(raster)
-    dock.mode_combo.setCurrentIndex(dock.mode_combo.findData(mode))
+    dock.run_box.layer_combo.setLayer(raster)
+    dock.run_box.mode_combo.setCurrentIndex(dock.run_box.mode_combo.findData(mode))
     if size is not None:
-        dock.cell_unit_combo.setCurrentText(unit)
-        dock.cell_size_spin.setValue(size)
+        dock.run_box.cell_unit_combo.setCurrentText(unit)
+        dock.run_box.cell_size_spin.setValue(size)
 
 
 def run_and_wait(dock, timeout: float = 120) -> bool:
     finished = []
     dock.runFinished.connect(finished.append)
     try:
-        click(dock.run_button)
+        click(dock.run_box.run_button)
         assert wait_until(lambda: bool(finished), timeout), "the grid run did not finish in time"
     finally:
         dock.runFinished.disconnect(finished.append)
@@ -110,21 +110,21 @@ def grid_layers():
 
 
 def test_panel_shows_the_model_and_its_provider(dock, apollo):
-    text = dock.model_label.text()
+    text = dock.model_box.label.text()
     assert "tiny-test-model" in text and "0.0.1-test" in text and "crater" in text and "spider" in text
     assert "Mars, Moon, Vesta" in text and "CPUExecutionProvider" in text
-    assert not dock.install_button.isVisibleTo(dock)
+    assert not dock.model_box.install_button.isVisibleTo(dock)
     assert dock.threshold() == pytest.approx(0.3)  # the model's threshold
-    dock.layer_combo.setLayer(apollo)
+    dock.run_box.layer_combo.setLayer(apollo)
     # the default cell size is classify_grid's: the model input size (32 px), the raster being coarser
-    assert (dock.cell_size_spin.value(), dock.cell_unit_combo.currentText()) == (32, "pixels")
+    assert (dock.run_box.cell_size_spin.value(), dock.run_box.cell_unit_combo.currentText()) == (32, "pixels")
 
 
 def test_grid_run_gives_the_cells_and_a_legend_that_sums_to_them(dock, apollo, bar, tiny_model):
-    choose(dock, apollo, dock_module.MODE_GRID_LAYER, 20000, "metres")
+    choose(dock, apollo, run_panel.MODE_GRID_LAYER, 20000, "metres")
     assert run_and_wait(dock) is True
     (layer,) = grid_layers()
-    assert dock.result_layer() is layer and dock.progress.value() == 100
+    assert dock.result_layer() is layer and dock.run_box.progress.value() == 100
     ref = fresh_grid(str(apollo.source()), tiny_model, threshold=0.3, CELL_SIZE=20000, CELL_UNIT=0)
     # the grid the algorithm promises: 20 km cells on the Moon over the snapped layer extent
     size = core_grid.cell_size_from_metres(20000, True, MOON_RADIUS)
@@ -134,7 +134,7 @@ def test_grid_run_gives_the_cells_and_a_legend_that_sums_to_them(dock, apollo, b
     assert ref["CELLS_TOTAL"] == expected_total
     assert layer.featureCount() == ref["CELLS_CLASSIFIED"] > 0
     assert by_cell(layer) == by_cell(ref["OUTPUT"])
-    counts = dock.legend_counts()
+    counts = dock.result_box.legend_counts()
     assert sum(counts.values()) == layer.featureCount()
     assert counts == relabel.label_counts(layer)
     assert set(counts) <= {"crater", "impact ejecta", "unknown"}  # Moon: Martian classes renormalised away
@@ -144,37 +144,37 @@ def test_grid_run_gives_the_cells_and_a_legend_that_sums_to_them(dock, apollo, b
 
 
 def test_threshold_slider_relabels_like_a_fresh_run(dock, apollo, tiny_model):
-    choose(dock, apollo, dock_module.MODE_GRID_LAYER, 20000, "metres")
+    choose(dock, apollo, run_panel.MODE_GRID_LAYER, 20000, "metres")
     assert run_and_wait(dock)
     layer = dock.result_layer()
     before = by_cell(layer)
     confidences = sorted(v[3] for v in before.values())
     t = round(confidences[len(confidences) // 2], 3)  # about half the cells fall below it
-    dock.threshold_slider.setValue(int(round(t * dock_module.SLIDER_STEPS)))
-    assert dock.threshold() == t and dock.threshold_label.text() == f"{t:.3f}"
+    dock.run_box.threshold_slider.setValue(int(round(t * run_panel.SLIDER_STEPS)))
+    assert dock.threshold() == t and dock.run_box.threshold_label.text() == f"{t:.3f}"
     after = by_cell(layer)
     assert after != before and sum(1 for v in after.values() if v[0] == "unknown") > 0
     assert all(after[k][3] == before[k][3] for k in before)  # confidences untouched
     assert not layer.isEditable() and layer.featureCount() == len(before)
-    counts = dock.legend_counts()
+    counts = dock.result_box.legend_counts()
     assert counts == relabel.label_counts(layer) and sum(counts.values()) == layer.featureCount()
     assert counts.get("unknown", 0) == sum(1 for v in after.values() if v[0] == "unknown")
     ref = fresh_grid(str(apollo.source()), tiny_model, threshold=t, CELL_SIZE=20000, CELL_UNIT=0)
     assert after == by_cell(ref["OUTPUT"])
     # and back: the model's threshold gives the first labels again
-    dock.threshold_slider.setValue(300)
+    dock.run_box.threshold_slider.setValue(300)
     assert by_cell(layer) == before
 
 
 def test_cancel_mid_run_leaves_a_valid_partial_layer_or_nothing(dock, apollo, bar):
-    choose(dock, apollo, dock_module.MODE_GRID_LAYER, 8, "pixels")  # ~25,000 cells: minutes if not cancelled
+    choose(dock, apollo, run_panel.MODE_GRID_LAYER, 8, "pixels")  # ~25,000 cells: minutes if not cancelled
     finished = []
     dock.runFinished.connect(finished.append)
-    click(dock.run_button)
-    assert not dock.run_button.isEnabled() and dock.cancel_button.isEnabled()
-    assert wait_until(lambda: dock.progress.value() > 0 or bool(finished), 60), "no progress reached the bar"
+    click(dock.run_box.run_button)
+    assert not dock.run_box.run_button.isEnabled() and dock.run_box.cancel_button.isEnabled()
+    assert wait_until(lambda: dock.run_box.progress.value() > 0 or bool(finished), 60), "no progress reached the bar"
     assert not finished, f"the run ended before it could be cancelled: {bar.messages}"
-    click(dock.cancel_button)
+    click(dock.run_box.cancel_button)
     assert wait_until(lambda: bool(finished), 60), "cancel did not stop the run"
     dock.runFinished.disconnect(finished.append)
     layers = grid_layers()
@@ -182,16 +182,16 @@ def test_cancel_mid_run_leaves_a_valid_partial_layer_or_nothing(dock, apollo, ba
         (layer,) = layers
         assert layer.isValid() and 0 < layer.featureCount() < 20000
         assert "partial" in layer.name()
-        assert sum(dock.legend_counts().values()) == layer.featureCount()
+        assert sum(dock.result_box.legend_counts().values()) == layer.featureCount()
         assert any("cancelled" in m for m in bar.get_messages(Qgis.Info))
     else:
         assert layers == []
         assert any("cancelled" in m for m in bar.get_messages(Qgis.Info))
-    assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled() and dock.task is None
+    assert dock.run_box.run_button.isEnabled() and not dock.run_box.cancel_button.isEnabled() and dock.grid_run is None
 
 
 def test_gsd_warning_is_shown_once_per_layer(dock, apollo, bar):
-    choose(dock, apollo, dock_module.MODE_GRID_LAYER, 20000, "metres")
+    choose(dock, apollo, run_panel.MODE_GRID_LAYER, 20000, "metres")
     assert run_and_wait(dock)
     layer = dock.result_layer()
     gsd = next(layer.getFeatures())["gsd_m"]
@@ -199,13 +199,13 @@ def test_gsd_warning_is_shown_once_per_layer(dock, apollo, bar):
     factor = f"{gsd / 6.0:.0f}x coarser"
     (warning,) = bar.get_messages(Qgis.Warning)
     assert f"cells are {factor} than the training images" in warning and layer.name() in warning
-    assert dock.warning_label.isVisibleTo(dock) and factor in dock.warning_label.text()
+    assert dock.result_box.warning_label.isVisibleTo(dock) and factor in dock.result_box.warning_label.text()
     # moving the threshold, or choosing the layer again, does not repeat it
-    dock.threshold_slider.setValue(500)
-    dock.result_combo.setLayer(None)
-    assert not dock.warning_label.isVisibleTo(dock)
-    dock.result_combo.setLayer(layer)
-    assert len(bar.get_messages(Qgis.Warning)) == 1 and dock.warning_label.isVisibleTo(dock)
+    dock.run_box.threshold_slider.setValue(500)
+    dock.result_box.result_combo.setLayer(None)
+    assert not dock.result_box.warning_label.isVisibleTo(dock)
+    dock.result_box.result_combo.setLayer(layer)
+    assert len(bar.get_messages(Qgis.Warning)) == 1 and dock.result_box.warning_label.isVisibleTo(dock)
     # a new result layer is a new layer: warned once too
     assert run_and_wait(dock)
     assert len(grid_layers()) == 2 and len(bar.get_messages(Qgis.Warning)) == 2
@@ -223,9 +223,9 @@ def test_polygon_mode_classifies_only_cells_under_the_selected_polygon(dock, apo
     QgsProject.instance().addMapLayer(polygons)
     first = next(polygons.getFeatures()).id()
     polygons.selectByIds([first])
-    choose(dock, apollo, dock_module.MODE_POLYGONS, 64, "pixels")
-    dock.polygon_combo.setLayer(polygons)
-    dock.selected_only.setChecked(True)
+    choose(dock, apollo, run_panel.MODE_POLYGONS, 64, "pixels")
+    dock.run_box.polygon_combo.setLayer(polygons)
+    dock.run_box.selected_only.setChecked(True)
     assert run_and_wait(dock)
     layer = dock.result_layer()
     only_first = QgsVectorLayer("Polygon", "first", "memory")
@@ -234,7 +234,7 @@ def test_polygon_mode_classifies_only_cells_under_the_selected_polygon(dock, apo
     ref = fresh_grid(str(apollo.source()), tiny_model, threshold=0.3, CELL_SIZE=64, CELL_UNIT=1, POLYGONS=only_first)
     assert layer.featureCount() == ref["CELLS_CLASSIFIED"] > 0
     assert by_cell(layer) == by_cell(ref["OUTPUT"])
-    assert sum(dock.legend_counts().values()) == layer.featureCount()
+    assert sum(dock.result_box.legend_counts().values()) == layer.featureCount()
 
 
 def test_canvas_extent_mode_classifies_what_the_canvas_shows(dock, apollo, qgis_iface, tiny_model):
@@ -242,7 +242,7 @@ def test_canvas_extent_mode_classifies_what_the_canvas_shows(dock, apollo, qgis_
     canvas.setDestinationCrs(apollo.crs())
     canvas.setExtent(pixel_rect(apollo, 400, 300, 400, 400))
     QgsApplication.processEvents()
-    choose(dock, apollo, dock_module.MODE_GRID_CANVAS, 100, "pixels")
+    choose(dock, apollo, run_panel.MODE_GRID_CANVAS, 100, "pixels")
     assert run_and_wait(dock)
     layer = dock.result_layer()
     ref = fresh_grid(str(apollo.source()), tiny_model, threshold=0.3, CELL_SIZE=100, CELL_UNIT=1,
@@ -256,10 +256,10 @@ def test_rectangle_mode_uses_the_map_tool_and_the_result_gets_a_legend(plugin, d
     canvas.setDestinationCrs(apollo.crs())
     canvas.setExtent(pixel_rect(apollo, 500, 400, 300, 300))
     QgsApplication.processEvents()
-    choose(dock, apollo, dock_module.MODE_EXTENT)
-    assert not dock.cell_size_spin.isEnabled()
-    dock.threshold_slider.setValue(990)  # nearly everything abstains at 0.99
-    click(dock.run_button)
+    choose(dock, apollo, run_panel.MODE_EXTENT)
+    assert not dock.run_box.cell_size_spin.isEnabled()
+    dock.run_box.threshold_slider.setValue(990)  # nearly everything abstains at 0.99
+    click(dock.run_box.run_button)
     assert canvas.mapTool() is plugin.tool and qgis_iface.activeLayer() is apollo
     finished = []
     dock.runFinished.connect(finished.append)
@@ -269,23 +269,23 @@ def test_rectangle_mode_uses_the_map_tool_and_the_result_gets_a_legend(plugin, d
     layer = dock.result_layer()
     assert layer.name() == f"Terrain classes ({apollo.name()})" and layer.featureCount() == 1
     feature = next(layer.getFeatures())
-    assert feature["abstained"] == (feature["confidence"] < 0.99)  # re-labelled at the panel's threshold
-    assert dock.legend_counts() == {feature["label"]: 1}
-    assert dock.progress.value() == 100 and not dock.cancel_button.isEnabled()
+    assert feature["abstained"] == (feature["confidence"] < 0.99)  # classified at the panel's threshold
+    assert dock.result_box.legend_counts() == {feature["label"]: 1}
+    assert dock.run_box.progress.value() == 100 and not dock.run_box.cancel_button.isEnabled()
 
 
 def test_rectangle_mode_progress_and_cancel_follow_the_map_tools_task(plugin, dock, apollo):
     """The panel's progress bar and Cancel button also serve a rectangle dragged with the map tool."""
-    choose(dock, apollo, dock_module.MODE_EXTENT)
-    dock.progress.setValue(42)
+    choose(dock, apollo, run_panel.MODE_EXTENT)
+    dock.run_box.progress.setValue(42)
     task = plugin.controller.classify_layer_extent(apollo, pixel_rect(apollo, 500, 400, 300, 300))
-    assert task is not None and dock.progress.value() == 0 and dock.cancel_button.isEnabled()
-    click(dock.cancel_button)
+    assert task is not None and dock.run_box.progress.value() == 0 and dock.run_box.cancel_button.isEnabled()
+    click(dock.run_box.cancel_button)
     assert wait_until(lambda: not plugin.controller.running(), 30)
     QgsApplication.processEvents()
-    assert not dock.cancel_button.isEnabled()
+    assert not dock.run_box.cancel_button.isEnabled()
     # Cancelled (almost always: the click comes before the task has loaded its model) or, if it was quicker, done.
-    assert dock.progress.value() == (0 if task.was_canceled else 100)
+    assert dock.run_box.progress.value() == (0 if task.was_canceled else 100)
 
 
 def _fill_file_dialog(path: str, seen: list) -> None:
@@ -312,17 +312,17 @@ def _fill_file_dialog(path: str, seen: list) -> None:
 
 
 def test_export_button_writes_the_result_with_the_confident_only_option(dock, apollo, tmp_path, bar):
-    choose(dock, apollo, dock_module.MODE_GRID_LAYER, 20000, "metres")
+    choose(dock, apollo, run_panel.MODE_GRID_LAYER, 20000, "metres")
     assert run_and_wait(dock)
-    dock.threshold_slider.setValue(750)
+    dock.run_box.threshold_slider.setValue(750)
     layer = dock.result_layer()
     confident = sum(1 for f in layer.getFeatures() if not f["abstained"])
     assert 0 < confident < layer.featureCount()
-    dock.confident_only.setChecked(True)
+    dock.result_box.confident_only.setChecked(True)
     path = str(tmp_path / "cells.gpkg")
     seen = []
     _fill_file_dialog(path, seen)
-    click(dock.export_button)
+    click(dock.result_box.export_button)
     assert seen == ["Export terrain classes"]
     back = export.load_export(path)
     assert back.featureCount() == confident and back.crs() == layer.crs()
@@ -336,17 +336,18 @@ def test_no_model_shows_the_message_and_installs_from_the_panel(plugin, no_model
     plugin.dock_action.trigger()
     dock = plugin.dock
     assert dock.model is None
-    assert "No default model is installed" in dock.model_label.text()
-    assert "Install model file" in dock.model_label.text()
-    assert dock.install_button.isVisibleTo(dock) and dock.install_button.text() == "Install model file…"
-    dock.layer_combo.setLayer(apollo)
-    assert not dock.run_button.isEnabled()
+    assert "No default model is installed" in dock.model_box.label.text()
+    assert "Install model file" in dock.model_box.label.text()
+    install = dock.model_box.install_button
+    assert install.isVisibleTo(dock) and install.text() == "Install model file…"
+    dock.run_box.layer_combo.setLayer(apollo)
+    assert not dock.run_box.run_button.isEnabled()
     seen = []
     _fill_file_dialog(str(tiny_model), seen)
-    click(dock.install_button)  # the plugin's own action: its file dialog, then the panel reloads
+    click(dock.model_box.install_button)  # the plugin's own action: its file dialog, then the panel reloads
     assert seen == ["Planet Terrain model"]
-    assert dock.model is not None and "tiny-test-model" in dock.model_label.text()
-    assert not dock.install_button.isVisibleTo(dock) and dock.run_button.isEnabled()
+    assert dock.model is not None and "tiny-test-model" in dock.model_box.label.text()
+    assert not dock.model_box.install_button.isVisibleTo(dock) and dock.run_box.run_button.isEnabled()
 
 
 def test_unload_removes_the_panel(plugin, qgis_iface):
@@ -361,8 +362,8 @@ def test_a_broken_model_file_is_named_in_the_panel(plugin, no_model_setting, bro
     QgsSettings().setValue(SETTING_MODEL, str(broken_model))  # as if the file broke after it was installed
     plugin.dock_action.trigger()
     dock = plugin.dock
-    assert dock.model is None and dock.install_button.isVisibleTo(dock)
-    text = dock.model_label.text()
+    assert dock.model is None and dock.model_box.install_button.isVisibleTo(dock)
+    text = dock.model_box.label.text()
     assert "could not be loaded" in text and "planet_terrain.temperature" in text and str(broken_model) in text
 
 
@@ -406,22 +407,24 @@ def huge_moon_raster(tmp_path, qgis_new_project):
 def test_a_grid_over_a_million_cells_asks_first(dock, huge_moon_raster, bar, answer):
     from qgis.PyQt.QtWidgets import QMessageBox
 
-    choose(dock, huge_moon_raster, dock_module.MODE_GRID_LAYER, 8, "pixels")  # 1,025 x 1,025 cells
+    choose(dock, huge_moon_raster, run_panel.MODE_GRID_LAYER, 8, "pixels")  # 1,025 x 1,025 cells
     seen: list = []
     _answer_question(QMessageBox.Yes if answer == "Yes" else QMessageBox.No, seen)
     finished: list = []
     dock.runFinished.connect(finished.append)
     try:
-        click(dock.run_button)
+        click(dock.run_box.run_button)
         assert wait_until(lambda: bool(seen), 60), "the panel did not ask before the huge grid"
         assert "1,050,625 cells" in seen[0] and "Run it anyway?" in seen[0]
         if answer == "No":
             assert wait_until(lambda: bool(finished), 30) and finished == [False]
-            assert any("1,050,625 cells, more than MAX_CELLS" in m for m in bar.messages[Qgis.Critical])
+            assert any("Not run: The grid has 1,050,625 cells, more than MAX_CELLS" in m
+                       for m in bar.messages[Qgis.Warning])
             assert not grid_layers()
         else:
-            assert dock.task is not None and dock._run_params["MAX_CELLS"] == 1_050_625, "confirmed run started"
-            click(dock.cancel_button)
+            assert dock.grid_run is not None, "the confirmed run did not start"
+            assert dock.grid_run.parameters["MAX_CELLS"] == 1_050_625
+            click(dock.run_box.cancel_button)
             assert wait_until(lambda: bool(finished), 120), "the confirmed run did not stop after cancel"
     finally:
         dock.runFinished.disconnect(finished.append)
@@ -433,10 +436,10 @@ def test_provider_choice_is_a_setting_every_run_uses(dock, apollo, monkeypatch):
 
     monkeypatch.delenv("PLANET_TERRAIN_PROVIDER", raising=False)
     try:
-        dock.provider_combo.setCurrentText("cpu")
+        dock.model_box.provider_combo.setCurrentText("cpu")
         assert QgsSettings().value(SETTING_PROVIDER) == "cpu"
-        assert "CPUExecutionProvider (requested)" in dock.model_label.text()
-        assert "Variant:" in dock.model_label.text()
+        assert "CPUExecutionProvider (requested)" in dock.model_box.label.text()
+        assert "Variant:" in dock.model_box.label.text()
         assert load_run_model().provider_note.startswith("CPUExecutionProvider (requested)")
         QgsSettings().setValue(SETTING_PROVIDER, "tpu")
         with pytest.raises(ValueError, match="auto, cuda, coreml, cpu"):

@@ -20,6 +20,7 @@ from qgis.core import (QgsApplication, QgsProcessingAlgRunnerTask, QgsProcessing
                        QgsProcessingFeedback, QgsProject, QgsVectorLayer)
 
 from conftest import APOLLO, raster_path, wait_until
+from crs_equivalence import equivalent_crs
 from model_factory import TEST_INPUT_SIZE, tiny_contract, tiny_weights, write_valid_model
 from planet_terrain_plugin.qgis_io import export
 from test_bad_input import moon_wkt, texture, write_tif
@@ -218,7 +219,7 @@ def test_classify_outputs_reload_with_the_rasters_crs(tmp_path, tiny_model, alg,
     layer = export.load_export(str(out))
     assert layer.isValid() and layer.featureCount() > 0
     raster_crs = QgsProject.instance().crs().__class__(gdal.Open(str(raster)).GetProjection())
-    assert export.equivalent_crs(raster_crs, layer.crs(), layer.extent()), layer.crs().toWkt()
+    assert equivalent_crs(raster_crs, layer.crs(), layer.extent()), layer.crs().toWkt()
     assert all(not f.geometry().isNull() for f in layer.getFeatures())
     if ext == ".gpkg":
         styles = QgsVectorLayer(str(out), "s", "ogr").listStylesInDatabase()

@@ -104,7 +104,7 @@ def test_drag_on_the_canvas_classifies_and_appends(plugin, qgis_iface, apollo_in
         drag(canvas, a, b)
         assert wait_until(lambda: bool(done), 30)
         plugin.controller.listeners.remove(done.append)
-        assert done[0].error is None, done[0].error_trace
+        assert done[0].error is None, done[0].error
     (layer,) = result_layers(apollo_in_project)
     feats = list(layer.getFeatures())
     assert len(feats) == 2
@@ -116,7 +116,8 @@ def test_drag_on_the_canvas_classifies_and_appends(plugin, qgis_iface, apollo_in
     assert plugin.controller.tasks == []  # finished tasks are released
 
 
-def test_cancel_reports_cancelled_and_adds_nothing(qgis_iface, apollo_in_project, bar, tiny_model, monkeypatch):
+def test_cancel_reports_cancelled_and_adds_nothing(qgis_iface, terrain_processing, apollo_in_project, bar, tiny_model,
+                                                   monkeypatch):
     import threading
 
     from planet_terrain_plugin.core.session import load_model
@@ -153,7 +154,7 @@ def test_cancel_reports_cancelled_and_adds_nothing(qgis_iface, apollo_in_project
     ("broken", None, "planet_terrain.temperature' is missing"),
     ("tiny", QgsRectangle(0, 0, 1, 1), "does not overlap the raster"),
 ])
-def test_exception_inside_the_task_becomes_a_message(qgis_iface, apollo_in_project, bar, tiny_model,
+def test_exception_inside_the_task_becomes_a_message(qgis_iface, terrain_processing, apollo_in_project, bar, tiny_model,
                                                      broken_model, model_kind, extent, expected):
     controller = ClassifyController(qgis_iface)
     model = broken_model if model_kind == "broken" else tiny_model
@@ -165,7 +166,8 @@ def test_exception_inside_the_task_becomes_a_message(qgis_iface, apollo_in_proje
     assert result_layers(apollo_in_project) == []
 
 
-def test_mostly_nodata_rectangle_is_a_warning_not_a_feature(qgis_iface, apollo_in_project, bar, tiny_model):
+def test_mostly_nodata_rectangle_is_a_warning_not_a_feature(qgis_iface, terrain_processing, apollo_in_project, bar,
+                                                            tiny_model):
     controller = ClassifyController(qgis_iface)
     rect = pixel_rect(apollo_in_project, 0, 0, 100, 100)
     run_to_end(controller, lambda: controller.classify_layer_extent(apollo_in_project, rect, str(tiny_model)))
@@ -174,7 +176,8 @@ def test_mostly_nodata_rectangle_is_a_warning_not_a_feature(qgis_iface, apollo_i
     assert result_layers(apollo_in_project) == []
 
 
-def test_no_installed_model_is_a_clear_error_before_any_task(qgis_iface, apollo_in_project, bar, no_model_setting):
+def test_no_installed_model_is_a_clear_error_before_any_task(qgis_iface, terrain_processing, apollo_in_project, bar,
+                                                             no_model_setting):
     if models.installed_variants():
         pytest.skip("a default model is installed in the plugin")
     controller = ClassifyController(qgis_iface)
@@ -183,7 +186,8 @@ def test_no_installed_model_is_a_clear_error_before_any_task(qgis_iface, apollo_
     assert "No default model is installed" in msg and "Install model file" in msg
 
 
-def test_rectangle_from_another_body_is_refused_with_a_message(qgis_iface, apollo_in_project, bar, raster_layer):
+def test_rectangle_from_another_body_is_refused_with_a_message(qgis_iface, terrain_processing, apollo_in_project, bar,
+                                                               raster_layer):
     controller = ClassifyController(qgis_iface)
     canvas = qgis_iface.mapCanvas()
     canvas.setDestinationCrs(raster_layer(VESTA_DAWN).crs())
@@ -195,7 +199,7 @@ def test_rectangle_from_another_body_is_refused_with_a_message(qgis_iface, apoll
     assert "cannot place the rectangle" in msg and "Set Project CRS from Layer" in msg
 
 
-def test_no_active_raster_is_a_warning(qgis_iface, qgis_new_project, bar):
+def test_no_active_raster_is_a_warning(qgis_iface, terrain_processing, qgis_new_project, bar):
     controller = ClassifyController(qgis_iface)
     assert controller.classify_canvas_rect(QgsRectangle(0, 0, 1, 1)) is None
     (msg,) = bar.get_messages(Qgis.Warning)
@@ -203,7 +207,7 @@ def test_no_active_raster_is_a_warning(qgis_iface, qgis_new_project, bar):
 
 
 
-def test_body_chosen_in_the_menu_is_used(qgis_iface, apollo_in_project, bar, tiny_model):
+def test_body_chosen_in_the_menu_is_used(qgis_iface, terrain_processing, apollo_in_project, bar, tiny_model):
     from planet_terrain_plugin.gui.controller import body_setting, set_body_setting
 
     controller = ClassifyController(qgis_iface)

@@ -18,7 +18,7 @@ import pytest
 from paths import HIRISE_V1, HIRISE_V3, RASTERS
 import torch
 
-from planet_terrain_plugin.core.contract import read_contract
+from planet_terrain_plugin.core.contract import VariantInfo, read_contract
 from planet_terrain_plugin.core.images import read_image
 from planet_terrain_plugin.core.models import int8_is_acceptable
 from planet_terrain_plugin.core.pipeline import classify_blocks
@@ -138,11 +138,13 @@ def test_exported_variants_carry_contract_and_scores(chain):
     fp32 = read_contract(str(paths["fp32"]))
     assert fp32.temperature == pytest.approx(cal["temperature"]) and fp32.threshold == pytest.approx(cal["threshold"])
     assert fp32.input_size == 32 and fp32.metrics["parity_max_abs_dprob"] <= 1e-4
+    assert fp32.variant == VariantInfo("fp32")
     for v in ("int8", "fp16"):
         c = read_contract(str(paths[v]))
-        assert c.metrics["variant"] == v and "macro_f1_delta_vs_fp32" in c.metrics
-        assert 0.0 <= c.metrics["top1_agreement_vs_fp32"] <= 1.0
-    int8_is_acceptable(dict(read_contract(str(paths["int8"])).metrics))  # the key the plugin reads parses
+        assert c.variant.name == v and -1.0 <= c.variant.macro_f1_delta_vs_fp32 <= 1.0
+        assert 0.0 <= c.variant.decision_agreement_vs_fp32 <= 1.0 and 0.0 <= c.metrics["top1_agreement_vs_fp32"] <= 1.0
+        assert not {"variant", "macro_f1_delta_vs_fp32", "decision_agreement_vs_fp32"} & set(c.metrics), "one place"
+    int8_is_acceptable(read_contract(str(paths["int8"])).variant)  # the typed figures the plugin reads
 
 
 def test_parity_check_catches_a_different_network(chain):

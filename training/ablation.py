@@ -1,4 +1,4 @@
-"""The ablation of issue 5: one lever per arm, same start, same budget: ``python -m training.ablation``.
+"""The ablation of the accuracy levers: one lever per arm, same start, same budget: ``python -m training.ablation``.
 
 A spec (``training/configs/ablation.json``) names a base config and the arms. Each arm is one of:
 

@@ -1,6 +1,6 @@
 """The network: torchvision ResNet-50 (no pretrained download) with a head sized to the contract's classes.
 
-Also the two variants issue 5 compares: an extra "other" output (``outlier_mode`` "class"), and a deep ensemble
+Also the two variants the ablation compares: an extra "other" output (``outlier_mode`` "class"), and a deep ensemble
 of several such networks averaged into one module, so calibration, evaluation and ONNX export treat it exactly
 like a single network.
 """

@@ -39,7 +39,6 @@ EARTH = Body("Earth", 6371008.8, (6.30e6, 6.40e6), 39900, ("earth", "wgs", "wgs8
                                                              "etrs", "osgb", "clarke", "bessel"))
 PLANETARY_BODIES: tuple[Body, ...] = (MARS, MOON, VESTA)
 ALL_BODIES: tuple[Body, ...] = PLANETARY_BODIES + (EARTH,)
-BY_NAME = {b.name: b for b in ALL_BODIES}
 
 _ELLIPSOID = re.compile(r'(?:ELLIPSOID|SPHEROID)\s*\[\s*"([^"]*)"\s*,\s*([0-9.eE+-]+)', re.IGNORECASE)
 #: IAU codes as WKT2 (``ID["IAU",60600,2015]``) and WKT1 (``AUTHORITY["IAU","60600"]``) write them.

@@ -1,9 +1,10 @@
 """The model contract: the one definition of what a Planet Terrain ONNX file promises.
 
 Every fact the plugin needs to use a model correctly (class list and output order, input size, normalisation,
-temperature, abstention threshold, bodies, ground-sampling range, version, metrics) travels inside the ONNX file
-as ``metadata_props``. This module is the only place that schema is written down: ``export/`` imports it to
-write the keys, the plugin imports it to read them. Parsing is strict: a missing or malformed key raises
+temperature, abstention threshold, bodies, ground-sampling range, version, which export variant the file is and
+how far it strays from fp32, test metrics) travels inside the ONNX file as ``metadata_props``, every key under
+:data:`KEY_PREFIX`. This module is the only place that schema is written down: ``export/`` imports it to write
+the keys, the plugin imports it to read them. Parsing is strict: a missing or malformed key raises
 :class:`ContractError` naming the key and the file, because a silently defaulted normalisation or threshold
 gives confident wrong answers.
 
@@ -19,8 +20,9 @@ from functools import cached_property
 from typing import Any, Mapping
 
 #: Bump when a key is added, removed or changes meaning. Files with a newer schema are refused with a clear
-#: message (the plugin is too old), older ones are refused too until a migration is written.
-SCHEMA_VERSION = 1
+#: message (the plugin is too old); older ones are migrated on reading (:func:`_variant_v1`). 2: the variant and
+#: its agreement with fp32 moved from the free-form ``metrics`` into the typed ``variant`` key.
+SCHEMA_VERSION = 2
 #: Every key lives under this prefix so that foreign metadata in the same file never collides.
 KEY_PREFIX = "planet_terrain."
 #: Channel modes the preprocessing knows. ``luminance3``: one luminance channel replicated to 3.
@@ -30,10 +32,14 @@ UNKNOWN_ID = 0
 UNKNOWN_LABEL = "unknown"
 #: Bodies the plugin knows (see ``bodies.py``); the contract names the ones each class can occur on.
 KNOWN_BODIES = ("Mars", "Moon", "Vesta")
+#: The export variants of one network (``export/``): full precision, and the smaller ones scored against it.
+VARIANT_NAMES = ("fp32", "fp16", "int8")
 #: Temperatures a calibrated model can have. Outside, ``logits / T`` either saturates the softmax into 0/1
 #: (T tiny: an overconfident label for every image, or inf - inf = NaN) or flattens it to uniform (T huge: every
 #: image abstains); either way the file is broken, not calibrated. Fitted values lie within 0.05-20.
 TEMPERATURE_RANGE = (1e-3, 1e3)
+#: Prefix of the per-class probability attribute names (:attr:`TerrainClass.field_name`).
+PROBABILITY_PREFIX = "p_"
 
 
 class ContractError(ValueError):
@@ -59,7 +65,7 @@ class TerrainClass:
     @cached_property  # read for every feature a grid writes
     def field_name(self) -> str:
         """Attribute-safe name used for the ``p_<class>`` probability fields."""
-        return "p_" + "_".join(self.name.lower().split())
+        return PROBABILITY_PREFIX + "_".join(self.name.lower().split())
 
 
 #: The HiRISE map-proj-v3 landforms (Wagstaff et al., Zenodo 10.5281/zenodo.2538136) the default model learns,
@@ -80,6 +86,38 @@ HIRISE_OTHER = TerrainClass(UNKNOWN_ID, "other", KNOWN_BODIES)
 
 
 @dataclass(frozen=True)
+class VariantInfo:
+    """Which export of the network a file holds, and how it compares with fp32 on the test split.
+
+    The plugin picks int8 as the CPU default only from these figures (``core/models.py``), so they are typed and
+    validated like the rest of the contract. ``name`` is None, and the figures too, for a file that never
+    recorded them; the figures are None for fp32 itself.
+    """
+
+    name: str | None = "fp32"
+    #: Test macro-F1 of this variant minus fp32's (negative: worse). ``low``: the smallest value that makes sense.
+    macro_f1_delta_vs_fp32: float | None = field(default=None, metadata={"low": -1.0})
+    #: Share of test images on which this variant's decision (a class, or unknown) equals fp32's.
+    decision_agreement_vs_fp32: float | None = field(default=None, metadata={"low": 0.0})
+
+    def problem(self) -> str | None:
+        """What is wrong with these values, or None."""
+        if self.name is not None and self.name not in VARIANT_NAMES:
+            return f"names the variant '{self.name}'; known: {VARIANT_NAMES}."
+        for f in dataclasses.fields(self):
+            value, lo = getattr(self, f.name), f.metadata.get("low")
+            if lo is not None and value is not None and not (isinstance(value, float) and lo <= value <= 1.0):
+                return f"has {f.name} {value!r}; expected a number from {lo:g} to 1, or null."
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: The figures of a :class:`VariantInfo` (its fields besides the name), as export scores and records them.
+VARIANT_FIGURES = tuple(f.name for f in dataclasses.fields(VariantInfo) if "low" in f.metadata)
+
+@dataclass(frozen=True)
 class ModelContract:
     """What a model file promises; parsed once per file and handed to every stage of the pipeline."""
 
@@ -98,7 +136,11 @@ class ModelContract:
     stretch_percentiles: tuple[float, float] = (0.5, 99.5)
     #: Minimum share of valid (non-nodata) pixels for an image to be classified at all.
     min_valid_fraction: float = 0.5
+    #: Which export variant this file is, with its agreement figures against fp32.
+    variant: VariantInfo = VariantInfo()
+    #: Test figures to show the user (macro-F1, ...); the plugin decides nothing from them.
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    #: The schema the contract was read with; :meth:`to_metadata` always writes :data:`SCHEMA_VERSION`.
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -116,15 +158,6 @@ class ModelContract:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    def label_for(self, class_id: int) -> str:
-        """Human label for a class id, ``unknown`` for the abstention id."""
-        if class_id == UNKNOWN_ID:
-            return UNKNOWN_LABEL
-        for c in self.classes:
-            if c.id == class_id:
-                return c.name
-        raise KeyError(class_id)
 
     def allowed_mask(self, body: str | None) -> tuple[bool, ...]:
         """Which outputs can occur on ``body``; every output when the body is unknown."""
@@ -174,12 +207,14 @@ class ModelContract:
         bad = [b for b in self.bodies if b not in KNOWN_BODIES]
         if bad or not self.bodies:
             raise ContractError(source, "bodies", f"names unknown bodies {bad or self.bodies}; known: {KNOWN_BODIES}.")
+        if (problem := self.variant.problem()) is not None:
+            raise ContractError(source, "variant", problem)
 
     # -- (de)serialisation -----------------------------------------------------------------------------------
     def to_metadata(self) -> dict[str, str]:
         """The ``metadata_props`` entries (all strings, JSON where structured) that embed this contract."""
         plain = {
-            "schema_version": self.schema_version,
+            "schema_version": SCHEMA_VERSION,
             "model_name": self.model_name,
             "model_version": self.model_version,
             "classes": [{"id": c.id, "name": c.name, "bodies": list(c.bodies)} for c in self.classes],
@@ -193,6 +228,7 @@ class ModelContract:
             "threshold": self.threshold,
             "bodies": list(self.bodies),
             "gsd_range_m": list(self.gsd_range_m),
+            "variant": self.variant.to_json(),
             "metrics": dict(self.metrics),
         }
         return {KEY_PREFIX + k: json.dumps(v) for k, v in plain.items()}
@@ -212,6 +248,8 @@ class ModelContract:
                                 "Update the Planet Terrain plugin.")
         if version < 1:
             raise ContractError(source, "schema_version", f"is {version}, which no plugin version wrote.")
+        metrics = reader.get("metrics", dict)
+        variant = _variant_v1(metrics) if version == 1 else _parse_variant(reader.get("variant", dict), source)
         classes = tuple(_parse_class(item, source) for item in reader.get("classes", list))
         fields = dict(
             model_name=reader.get("model_name", str),
@@ -227,7 +265,8 @@ class ModelContract:
             threshold=reader.get("threshold", float),
             bodies=tuple(reader.get("bodies", list)),
             gsd_range_m=_floats(reader, "gsd_range_m", 2),
-            metrics=reader.get("metrics", dict),
+            variant=variant,
+            metrics={k: v for k, v in metrics.items() if k not in _V1_VARIANT_KEYS} if version == 1 else metrics,
             schema_version=version,
         )
         try:
@@ -264,6 +303,31 @@ def _floats(reader: _KeyReader, key: str, n: int) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def _parse_variant(item: dict, source: str) -> VariantInfo:
+    names = {f.name for f in dataclasses.fields(VariantInfo)}
+    if set(item) != names:
+        raise ContractError(source, "variant", f"should have exactly the keys {sorted(names)}, got {sorted(item)}.",
+                            "Re-export the model with `make export`.")
+    figures = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+               for k, v in item.items() if k != "name"}
+    return VariantInfo(name=item["name"], **figures)
+
+
+#: Where schema 1 kept the variant facts: free-form ``metrics`` entries, by :class:`VariantInfo` field.
+_V1_VARIANT_KEYS = {"variant": "name", **{name: name for name in VARIANT_FIGURES}}
+
+
+def _variant_v1(metrics: Mapping[str, Any]) -> VariantInfo:
+    """The variant of a schema-1 file, from its ``metrics``. Those were never validated, so a value of the wrong
+    kind reads as not recorded (None), which the plugin treats as "no evidence": int8 is then not the default."""
+    values = {field: metrics.get(key) for key, field in _V1_VARIANT_KEYS.items()}
+    name = values.pop("name")
+    figures = {k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+               for k, v in values.items()}
+    info = VariantInfo(name if name in VARIANT_NAMES else None, **figures)
+    return info if info.problem() is None else VariantInfo(info.name)
+
+
 def _parse_class(item: Any, source: str) -> TerrainClass:
     try:
         return TerrainClass(int(item["id"]), str(item["name"]), tuple(str(b) for b in item["bodies"]))
@@ -287,16 +351,13 @@ def check_model_file(path: str) -> None:
 
 
 def read_contract(path: str) -> ModelContract:
-    """Read the contract embedded in an ONNX file (via onnxruntime, which only parses the model header)."""
+    """Read the contract embedded in an ONNX file, through a CPU session (:func:`session.open_session`)."""
     check_model_file(path)
-    from .session import import_onnxruntime  # an ImportError that says how to install it
+    from .session import open_session  # an ImportError that says how to install onnxruntime
 
-    ort = import_onnxruntime()
-    try:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several private exception types
-        raise ContractError(path, None, f"is not a readable ONNX model ({type(exc).__name__}: {exc}).",
-                            "The file may be truncated or not ONNX; re-export or re-install it.") from None
-    return ModelContract.from_metadata(sess.get_modelmeta().custom_metadata_map, path)
+    return contract_of_session(open_session(path), path)
+
+
+def contract_of_session(session: Any, path: str) -> ModelContract:
+    """The contract of the model an onnxruntime ``session`` has open (read from ``path``)."""
+    return ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, path)

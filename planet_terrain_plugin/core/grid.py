@@ -351,13 +351,6 @@ def _geographic_count_bounds(grid: Grid) -> tuple[int, int]:
     return max(grid.rows, math.floor(low * (1.0 - 1e-9)) - 2), math.ceil(high * (1.0 + 1e-9)) + 2
 
 
-def make_grid(extent: tuple[float, float, float, float] | Extent, size: CellSize, overlap: float = 0.0,
-              edge: str = "clip") -> Grid:
-    """Convenience: a :class:`Grid` from a plain (xmin, ymin, xmax, ymax) tuple."""
-    ext = extent if isinstance(extent, Extent) else Extent(*extent)
-    return Grid(ext, size, overlap, edge)
-
-
 def rect_area_m2(xmin: float, ymin: float, xmax: float, ymax: float, geographic: bool,
                  radius_m: float | None = None, unit_to_m: float = 1.0) -> float:
     """Surface area of a CRS rectangle in square metres on the body.

@@ -2,13 +2,15 @@
 
 ``export/`` writes ``<name>.fp32.onnx``, ``<name>.int8.onnx`` and ``<name>.fp16.onnx`` variants; the plugin
 ships the ones that fit and picks: int8 on CPU when its recorded macro-F1 is within
-:data:`INT8_TOLERANCE` of fp32 (the contract's metrics say so), else fp32 (or fp16, which onnxruntime's CPU
+:data:`INT8_TOLERANCE` of fp32 (the contract's ``variant`` says so), else fp32 (or fp16, which onnxruntime's CPU
 provider computes in fp32); fp16/fp32 on GPUs.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from .contract import ModelContract, VariantInfo, read_contract
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_NAME = "planet_terrain_resnet50"
@@ -33,15 +35,13 @@ def installed_variants(models_dir: Path = MODELS_DIR, name: str = DEFAULT_MODEL_
             if variant_path(v, models_dir, name).is_file()}
 
 
-def int8_is_acceptable(int8_metrics: dict) -> bool:
+def int8_is_acceptable(variant: VariantInfo) -> bool:
     """int8 is the CPU default only if export recorded both: its macro-F1 loss against fp32 within tolerance,
     and the same user-visible decision (label or unknown) as fp32 on at least :data:`INT8_MIN_AGREEMENT` of the
     test images. Macro-F1 alone can hide a model that changes many answers while scoring the same."""
-    try:
-        return (float(int8_metrics["macro_f1_delta_vs_fp32"]) >= -INT8_TOLERANCE
-                and float(int8_metrics["decision_agreement_vs_fp32"]) >= INT8_MIN_AGREEMENT)
-    except (KeyError, TypeError, ValueError):
-        return False
+    delta, agreement = variant.macro_f1_delta_vs_fp32, variant.decision_agreement_vs_fp32
+    return (delta is not None and agreement is not None
+            and delta >= -INT8_TOLERANCE and agreement >= INT8_MIN_AGREEMENT)
 
 
 def default_model_path(provider_hint: str = "CPUExecutionProvider", models_dir: Path = MODELS_DIR) -> Path:
@@ -65,27 +65,24 @@ def default_model_path(provider_hint: str = "CPUExecutionProvider", models_dir: 
         # fp16 weights run in fp32 arithmetic on onnxruntime's CPU provider: fp32's accuracy and speed in half
         # the file, so it stands in for fp32 when that is not shipped; int8 only within tolerance.
         order = ["fp32", "fp16", "int8"]
-        if "int8" in found:
-            from .contract import read_contract
-
-            if int8_is_acceptable(dict(read_contract(str(found["int8"])).metrics)):
-                order = ["int8", "fp32", "fp16"]
+        if "int8" in found and int8_is_acceptable(read_contract(str(found["int8"])).variant):
+            order = ["int8", "fp32", "fp16"]
     return next(found[v] for v in order if v in found)
 
 
-def variant_note(metrics: dict, provider: str = "CPUExecutionProvider") -> str:
+def variant_note(contract: ModelContract, provider: str = "CPUExecutionProvider") -> str:
     """One line saying which variant runs and why, from the figures export recorded in its contract."""
-    variant = str(metrics.get("variant", "unknown variant"))
-    parts = [variant]
-    if "macro_f1" in metrics:
-        parts.append(f"test macro-F1 {float(metrics['macro_f1']):.3f}")
-    if "macro_f1_delta_vs_fp32" in metrics and variant != "fp32":
-        delta = float(metrics["macro_f1_delta_vs_fp32"]) * 100
-        parts.append(f"{delta:+.1f} pt vs fp32")
-    if "decision_agreement_vs_fp32" in metrics and variant != "fp32":
-        parts.append(f"same decision as fp32 on {float(metrics['decision_agreement_vs_fp32']):.0%} of test images")
-    if variant == "int8" and provider == "CPUExecutionProvider":
-        ok = int8_is_acceptable(metrics)
+    variant = contract.variant
+    parts = [variant.name or "unknown variant"]
+    macro_f1 = contract.metrics.get("macro_f1")
+    if isinstance(macro_f1, (int, float)) and not isinstance(macro_f1, bool):
+        parts.append(f"test macro-F1 {float(macro_f1):.3f}")
+    if variant.macro_f1_delta_vs_fp32 is not None:
+        parts.append(f"{variant.macro_f1_delta_vs_fp32 * 100:+.1f} pt vs fp32")
+    if variant.decision_agreement_vs_fp32 is not None:
+        parts.append(f"same decision as fp32 on {variant.decision_agreement_vs_fp32:.0%} of test images")
+    if variant.name == "int8" and provider == "CPUExecutionProvider":
+        ok = int8_is_acceptable(variant)
         parts.append(f"{'meets' if ok else 'misses'} the bar for the CPU default ({INT8_TOLERANCE * 100:.1f} pt, "
                      f"{INT8_MIN_AGREEMENT:.0%} agreement)")
     return ", ".join(parts)

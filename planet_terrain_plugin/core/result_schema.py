@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from .calibrate import Decision
 from .contract import ModelContract
 
+#: The decision's fields, by what they hold; filters, re-labelling and styling use these names.
+LABEL_FIELD, CLASS_ID_FIELD, CONFIDENCE_FIELD, ABSTAINED_FIELD = "label", "class_id", "confidence", "abstained"
 #: Fields before the per-class probabilities.
 HEAD_FIELDS: tuple[tuple[str, str], ...] = (
-    ("label", "string"),
-    ("class_id", "int"),
-    ("confidence", "double"),
-    ("abstained", "bool"),
+    (LABEL_FIELD, "string"),
+    (CLASS_ID_FIELD, "int"),
+    (CONFIDENCE_FIELD, "double"),
+    (ABSTAINED_FIELD, "bool"),
 )
 #: Fields after the per-class probabilities: provenance of the decision.
 TAIL_FIELDS: tuple[tuple[str, str], ...] = (
@@ -86,6 +88,7 @@ def gsd_warning(gsd_m: float, gsd_range_m: tuple[float, float]) -> bool | None:
 
 
 def probability_field_names(contract: ModelContract) -> list[str]:
+    """The ``p_<class>`` field names, in the contract's output order."""
     return [c.field_name for c in contract.classes]
 
 
@@ -98,10 +101,10 @@ def result_field_kinds(contract: ModelContract, grid: bool = False) -> list[tupl
 def decision_values(decision: Decision, contract: ModelContract, provenance: Provenance) -> dict[str, object]:
     """Attribute values by field name for one decision."""
     values: dict[str, object] = {
-        "label": decision.label,
-        "class_id": int(decision.class_id),
-        "confidence": float(decision.confidence),
-        "abstained": bool(decision.abstained),
+        LABEL_FIELD: decision.label,
+        CLASS_ID_FIELD: int(decision.class_id),
+        CONFIDENCE_FIELD: float(decision.confidence),
+        ABSTAINED_FIELD: bool(decision.abstained),
         "body_renorm": bool(decision.body_renormalised),
     }
     values.update(zip(probability_field_names(contract), (float(p) for p in decision.probs)))

@@ -4,15 +4,12 @@ Order: CUDA, then CoreML (Apple), then CPU. The user can force one with the ``PL
 environment variable or the plugin setting (passed as ``preferred``). A provider that is listed by onnxruntime
 but fails to start (missing CUDA libraries are common) falls back to the next with a logged warning, and the
 provider that really runs is reported, because "is my GPU used?" is the first question users ask.
-Sessions are cached by (path, mtime, size, preference, threads): a click reuses the session, a re-exported file
-does not.
+Sessions are cached by (path, mtime, size, preference, layout): a click reuses the session, a re-exported file
+does not. :func:`load_model` is the one way a model is loaded; the contract is read from the session it opens.
 
-Threads: a click runs one image on a session with onnxruntime's default intra-op threads (one per physical
-core). A grid run keeps several batches in flight instead (:func:`parallel_layout`): on the CPU, W runs of T
-threads each at once, W x T = the physical cores. Measured with the int8 model on 2 cores, two concurrent
-single-threaded runs match one two-threaded run at batch 32 and beat it by 1.3x at batch 1, and they keep their
-speed when the grid's reader and writer threads take a core for a moment, where the two threads of one run
-wait for each other at every operator.
+Threads: a click runs one image at a time with onnxruntime's default threads; a grid keeps several batches in
+flight on the CPU (:func:`parallel_layout`), because concurrent single-threaded runs do not wait for each other
+at every operator, nor all stop when the grid's reader or writer takes a core (README, "Performance").
 """
 from __future__ import annotations
 
@@ -23,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .contract import ContractError, ModelContract
+from .contract import ContractError, ModelContract, check_model_file, contract_of_session
 
 LOG = logging.getLogger("planet_terrain")
 PROVIDER_ORDER = ("CUDAExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider")
@@ -70,6 +67,23 @@ def candidate_providers(available: list[str], preferred: str | None) -> list[str
     return order
 
 
+#: Most concurrent runs a grid keeps in flight on the CPU; more cores go to each run's own threads.
+MAX_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class ParallelLayout:
+    """How a grid run spreads over the machine: ``workers`` runs in flight, ``threads`` intra-op threads each
+    (0: onnxruntime's default)."""
+
+    workers: int
+    threads: int
+
+    def describe(self) -> str:
+        each = "onnxruntime's default threads" if self.threads == 0 else f"{self.threads} thread(s)"
+        return f"{self.workers} concurrent run(s) of {each}"
+
+
 class ModelRunError(RuntimeError):
     """onnxruntime failed to run the network on a batch; the message names the model and onnxruntime's reason."""
 
@@ -86,9 +100,15 @@ class TerrainModel:
     input_name: str = field(default="")
     #: The batch size the network was exported with, when it is fixed (None: any batch size).
     fixed_batch: int | None = None
-    #: Runs may overlap (a grid's session, whose threads were sized for that); else they are serialised.
-    concurrent: bool = False
+    #: How runs spread over the machine: a click's session runs one at a time on onnxruntime's default threads;
+    #: a grid's CPU session was opened with the layout's threads and lets its runs overlap.
+    layout: ParallelLayout = ParallelLayout(1, 0)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def concurrent(self) -> bool:
+        """Runs may overlap (their threads were sized for that); else they are serialised."""
+        return self.layout.threads > 0
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Run the network on a float32 (N, 3, S, S) batch; returns (N, C) logits."""
@@ -142,39 +162,63 @@ def _check_io(sess, contract: ModelContract, path: str) -> tuple[str, int | None
     return inputs[0].name, fixed
 
 
-def load_model(path: str, preferred: str | None = None, intra_op_threads: int = 0,
-               concurrent: bool = False) -> TerrainModel:
-    """Load (or reuse) the model at ``path``. Raises ContractError for bad files, ImportError without onnxruntime.
+def open_session(path: str, provider: str = "CPUExecutionProvider", threads: int = 0):
+    """An onnxruntime session for ``path`` on ``provider`` with ``threads`` intra-op threads (0: the default).
 
-    ``concurrent``: the caller runs several batches at once on this session (its threads sized for that).
+    On the CPU, which every build has, a failure means the file is not a model onnxruntime can load: a
+    :class:`ContractError` naming it. Another provider's failure is raised as is, for the caller to fall back.
     """
-    from .contract import read_contract
-
-    path = os.path.abspath(path)
-    want = resolve_preference(preferred)
-
-    def cache_key() -> tuple:  # the file as it is now, and how it is run
-        st = os.stat(path)
-        return path, st.st_mtime_ns, st.st_size, want, intra_op_threads, concurrent
-
-    if os.path.isfile(path):  # a cached session for this very file: no second parse of a large model
-        with _CACHE_LOCK:
-            cached = _CACHE.get(cache_key())
-        if cached is not None:
-            return cached
-    contract = read_contract(path)  # validates existence, ONNX-ness and the contract, naming the file
-    key = cache_key()
     ort = import_onnxruntime()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    if intra_op_threads:
-        opts.intra_op_num_threads = intra_op_threads
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(path, opts, providers=[provider])
+    except Exception as exc:  # onnxruntime raises several private exception types
+        if provider != "CPUExecutionProvider":
+            raise
+        raise ContractError(path, None, f"is not a readable ONNX model ({type(exc).__name__}: {exc}).",
+                            "The file may be truncated or not ONNX; re-export or re-install it.") from None
+
+
+def load_model(path: str, preferred: str | None = None, grid: bool = False,
+               cores: int | None = None) -> TerrainModel:
+    """Load (or reuse) the model at ``path``. Raises ContractError for bad files, ImportError without onnxruntime.
+
+    ``grid``: the session a grid run uses, laid out (:func:`parallel_layout`, ``cores`` physical cores) for the
+    provider expected to run it, and again for the one that does if that one does not start; its ``layout``
+    says how many runs to keep in flight. Otherwise a click's session: one run at a time.
+    """
+    want = resolve_preference(preferred)
+    if not grid:
+        return _load(path, want, ParallelLayout(1, 0))
+    cores = physical_cores() if cores is None else cores
+    expected = candidate_providers(import_onnxruntime().get_available_providers(), want)[0]
+    model = _load(path, want, parallel_layout(expected, cores))
+    layout = parallel_layout(model.provider, cores)
+    if model.provider != expected and layout.threads:  # e.g. CUDA listed but failed to start: lay out for the CPU
+        model = _load(path, "CPUExecutionProvider", layout)
+    return model
+
+
+def _load(path: str, want: str | None, layout: ParallelLayout) -> TerrainModel:
+    """The cached session for ``path`` opened on the first provider that starts, or a new one."""
+    path = os.path.abspath(path)
+    check_model_file(path)  # a folder, a missing or an empty file, named before anything else is tried
+    st = os.stat(path)
+    key = path, st.st_mtime_ns, st.st_size, want, layout  # the file as it is now, and how it is run
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None:  # no second parse of a large model
+        return cached
     notes = []
-    available = ort.get_available_providers()
     last_error: Exception | None = None
-    for provider in candidate_providers(available, want):
+    for provider in candidate_providers(import_onnxruntime().get_available_providers(), want):
         try:
-            sess = ort.InferenceSession(path, opts, providers=[provider])
+            sess = open_session(path, provider, layout.threads)
+        except ContractError:
+            raise
         except Exception as exc:  # provider libraries missing, driver too old, ...
             LOG.warning("Execution provider %s failed to start (%s); trying the next.", provider, exc)
             notes.append(f"{provider} failed to start: {exc}".splitlines()[0])
@@ -185,29 +229,13 @@ def load_model(path: str, preferred: str | None = None, intra_op_threads: int = 
             notes.append(f"{provider} was requested but onnxruntime fell back to {active}")
         reason = "requested" if want == active else ("best available" if not notes else "fallback")
         note = "; ".join([f"{active} ({reason})"] + notes)
+        contract = contract_of_session(sess, path)
         input_name, fixed_batch = _check_io(sess, contract, path)
-        model = TerrainModel(path, contract, sess, active, note, input_name, fixed_batch, concurrent=concurrent)
+        model = TerrainModel(path, contract, sess, active, note, input_name, fixed_batch, layout)
         with _CACHE_LOCK:
             _CACHE[key] = model
         return model
     raise RuntimeError(f"no onnxruntime execution provider could start the model '{path}': {last_error}")
-
-
-#: Most concurrent runs a grid keeps in flight on the CPU; more cores go to each run's own threads.
-MAX_WORKERS = 4
-
-
-@dataclass(frozen=True)
-class ParallelLayout:
-    """How a grid run spreads over the machine: ``workers`` runs in flight, ``threads`` intra-op threads each
-    (0: onnxruntime's default)."""
-
-    workers: int
-    threads: int
-
-    def describe(self) -> str:
-        each = "onnxruntime's default threads" if self.threads == 0 else f"{self.threads} thread(s)"
-        return f"{self.workers} concurrent run(s) of {each}"
 
 
 def physical_cores() -> int:
@@ -248,24 +276,6 @@ def parallel_layout(provider: str, cores: int) -> ParallelLayout:
         return ParallelLayout(1, 0)
     workers = max(1, min(cores, MAX_WORKERS))
     return ParallelLayout(workers, max(1, cores // workers))
-
-
-def load_parallel_model(path: str, preferred: str | None = None,
-                        cores: int | None = None) -> tuple[TerrainModel, ParallelLayout]:
-    """The session a grid run uses for the model at ``path``, and its layout (:func:`parallel_layout`).
-
-    Loaded with the layout's threads straight away (one session in memory, not a click's session and a grid's),
-    for the provider expected to run it; if that one does not start, the layout follows the one that does.
-    """
-    cores = physical_cores() if cores is None else cores
-    expected = candidate_providers(import_onnxruntime().get_available_providers(), resolve_preference(preferred))[0]
-    layout = parallel_layout(expected, cores)
-    model = load_model(path, preferred, layout.threads, concurrent=layout.threads > 0)
-    if model.provider != expected:  # e.g. CUDA listed but failed to start: lay out for what really runs
-        layout = parallel_layout(model.provider, cores)
-        if layout.threads:
-            model = load_model(path, "cpu", layout.threads, concurrent=True)
-    return model, layout
 
 
 def clear_cache() -> None:

@@ -1,27 +1,26 @@
 """From a rectangle on the canvas to a feature in the "Terrain classes" layer, with honest messages.
 
-Main-thread glue only: find the active raster, place the rectangle in its CRS, start a :class:`ClassifyTask`,
-and on completion append the feature and say what happened (label, confidence, execution provider) in the
-message bar. Any failure becomes a message-bar error.
+Main-thread glue only: find the active raster, place the rectangle in its CRS, run
+``planet_terrain:classify_extent`` on it (:class:`~.task.AlgorithmRun`, the code ``qgis_process`` runs) at the
+panel's threshold, and on completion append the feature to the raster's result layer and say what happened
+(label, confidence, execution provider) in the message bar. Any failure becomes a message-bar error.
 """
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 from qgis.core import (Qgis, QgsApplication, QgsMessageLog, QgsProject, QgsRasterLayer, QgsRectangle,
                        QgsSettings, QgsTaskManager)
-from qgis.PyQt import sip
-from qgis.PyQt.QtCore import QTimer
 
 from ..core.contract import ContractError
 from ..core.models import NoModelError
-from ..qgis_io import fields as result_fields
-from ..qgis_io.layer_info import BODY_CHOICES, crs_info
-from ..qgis_io.model_choice import resolve_model_path
-from ..qgis_io.raster_read import ExtentError, raster_source
+from ..qgis_io.layer_info import BODY_CHOICES
+from ..qgis_io.model_choice import load_run_model, resolve_model_path
 from ..qgis_io.result_layer import append_features, result_layer_for
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs
-from .task import LOG_TAG, ClassifyJob, ClassifyTask
+from .run_params import EXTENT_ALGORITHM, RunChoice, extent_parameters
+from .task import LOG_TAG, AlgorithmRun
 
 TITLE = "Planet Terrain"
 SETTING_BODY = "planet_terrain/body"
@@ -40,21 +39,21 @@ def set_body_setting(value: str) -> None:
 
 
 class ClassifyController:
-    """Runs classifications for the map tool; ``listeners`` are called with each task once its results are shown.
+    """Runs classifications for the map tool; ``listeners`` are called with each run once its results are shown.
 
-    A plain object, not a QObject: it is referenced from its tasks, and a Python-owned QObject in such a cycle
-    would be deleted on the C++ side whenever Python's cyclic garbage collector happens to run.
+    ``threshold`` gives the threshold a rectangle is classified at: the panel's slider once the panel shows a
+    model (it sets this), else None (the model's own).
     """
 
     def __init__(self, iface, project: QgsProject | None = None,
                  task_manager: QgsTaskManager | None = None) -> None:
-        self.listeners: list[Callable[[ClassifyTask], None]] = []  # told when a task has been handled
-        self.start_listeners: list[Callable[[ClassifyTask], None]] = []  # told when a task starts (the panel)
+        self.listeners: list[Callable[[AlgorithmRun], None]] = []  # told when a run has been handled
+        self.start_listeners: list[Callable[[AlgorithmRun], None]] = []  # told when a run starts (the panel)
+        self.threshold: Callable[[], float | None] = lambda: None
         self.iface = iface
         self.project = project or QgsProject.instance()
         self.task_manager = task_manager or QgsApplication.taskManager()
-        self.tasks: list[ClassifyTask] = []  # Python must hold its tasks, or PyQt may delete them mid-run
-        self.last_provider_note = ""
+        self.tasks: list[AlgorithmRun] = []  # held until handled: their context and feedback outlive the task
 
     # -- messages --------------------------------------------------------------------------------------------
     def message(self, text: str, level: int = Qgis.Info) -> None:
@@ -66,7 +65,7 @@ class ClassifyController:
         layer = self.iface.activeLayer()
         return layer if isinstance(layer, QgsRasterLayer) and layer.isValid() else None
 
-    def classify_canvas_rect(self, rect: QgsRectangle) -> ClassifyTask | None:
+    def classify_canvas_rect(self, rect: QgsRectangle) -> AlgorithmRun | None:
         """Start classifying ``rect`` (canvas CRS) on the active raster; None (with a message) if it cannot."""
         layer = self.active_raster()
         if layer is None:
@@ -81,69 +80,62 @@ class ClassifyController:
             return None
 
     def classify_layer_extent(self, layer: QgsRasterLayer, extent: QgsRectangle,
-                              model_path: str | None = None) -> ClassifyTask | None:
+                              model_path: str | None = None) -> AlgorithmRun | None:
         """Start classifying ``extent`` (layer CRS) of ``layer``; None (with a message) if it cannot start."""
         try:
-            path = resolve_model_path(model_path)
-            job = ClassifyJob(raster_source(layer), extent, path, crs_info(layer.crs(), body_setting()))
-        except (NoModelError, ContractError, ExtentError, ValueError) as exc:
+            choice = RunChoice(layer, resolve_model_path(model_path), self.threshold(), body_setting())
+        except (NoModelError, ContractError, ValueError) as exc:
             self.message(str(exc), Qgis.Critical)
             return None
-        task = ClassifyTask(job, self._finished)
-        self.tasks.append(task)
-        self.task_manager.addTask(task)
+        run = AlgorithmRun(EXTENT_ALGORITHM, extent_parameters(choice, extent), self.project)
+        if run.error is not None:  # the algorithm refused the layer or the extent before starting
+            self.message(run.error, Qgis.Critical)
+            return None
+        self.tasks.append(run)
+        run.start(self._complete, self.task_manager)
         for listener in list(self.start_listeners):
-            listener(task)
-        return task
+            listener(run)
+        return run
 
     def running(self) -> bool:
-        """Whether a rectangle is being classified (its task not yet handled)."""
+        """Whether a rectangle is being classified (its run not yet handled)."""
         return bool(self.tasks)
 
     def cancel_all(self) -> None:
-        for task in list(self.tasks):
-            if not sip.isdeleted(task):  # finished tasks are deleted by the task manager before _complete runs
-                task.cancel()
+        for run in list(self.tasks):
+            run.cancel()
 
     # -- finishing (main thread) -----------------------------------------------------------------------------
-    def _finished(self, task: ClassifyTask) -> None:
-        """Called from the task's finished(); the results are shown once the task manager is done with it.
-
-        Adding a layer to the project emits signals that can run nested event loops; doing that from inside
-        QgsTaskManager's completion handling is avoided by deferring to the next event-loop turn.
-        """
-        QTimer.singleShot(0, lambda: self._complete(task))
-
-    def _complete(self, task: ClassifyTask) -> None:
+    def _complete(self, run: AlgorithmRun) -> None:
         try:
-            self._report(task)
+            self._report(run)
         except Exception as exc:  # noqa: BLE001 -- a bug here must not take QGIS down
             self.message(f"could not show the result: {type(exc).__name__}: {exc}", Qgis.Critical)
         finally:
-            if task in self.tasks:
-                self.tasks.remove(task)
+            if run in self.tasks:
+                self.tasks.remove(run)
             for listener in list(self.listeners):
-                listener(task)
+                listener(run)
 
-    def _report(self, task: ClassifyTask) -> None:
-        if task.was_canceled:  # checked first: a cancel before finished() wins over a late result
+    def _report(self, run: AlgorithmRun) -> None:
+        if run.was_canceled:  # checked first: a cancel before the end wins over a late result
             self.message("Classification cancelled.", Qgis.Info)
             return
-        if task.error is not None or task.outcome is None:
-            self.message(f"Classification failed: {task.error or 'no result'}", Qgis.Critical)
+        if run.error is not None or run.output is None:
+            self.message(f"Classification failed: {run.error or 'no result'}", Qgis.Critical)
             return
-        outcome, model = task.outcome, task.model
-        self.last_provider_note = model.provider_note
-        for note in outcome.notes:
+        results = run.results
+        for note in json.loads(results.get("NOTES") or "[]"):
             self.message(note, Qgis.Info)
-        decision = outcome.result.decision
-        if decision is None:
-            self.message(f"Not classified: {outcome.result.skipped_reason}", Qgis.Warning)
+        if not results.get("LABEL"):
+            self.message(f"Not classified: {results.get('NOT_CLASSIFIED')}", Qgis.Warning)
             return
-        source = task.job.source
-        layer = result_layer_for(self.project, source.crs, model.contract, source.layer_name, source.layer_id)
-        feature = result_fields.decision_feature(layer.fields(), outcome.extent, decision, model.contract,
-                                                 outcome.provenance)
-        append_features(layer, [feature])
-        self.message(f"{decision.label} (confidence {decision.confidence:.2f}) on {outcome.provenance.body}, "
-                     f"{outcome.provenance.gsd_m:.3g} m/px; onnxruntime: {model.provider_note}", Qgis.Success)
+        model = load_run_model(run.parameters["MODEL"])  # the session the run used, from the cache
+        features = list(run.output.getFeatures())
+        feature = features[0]
+        layer = result_layer_for(self.project, run.output.crs(), model.contract, feature["source_layer"],
+                                 run.parameters["INPUT"])
+        append_features(layer, features)
+        run.result_layer = layer
+        self.message(f"{results['LABEL']} (confidence {results['CONFIDENCE']:.2f}) on {feature['body']}, "
+                     f"{feature['gsd_m']:.3g} m/px; onnxruntime: {model.provider_note}", Qgis.Success)

@@ -1,78 +1,99 @@
-"""The background job behind a map-tool click: load the model, read the pixels, classify, in a QgsTask.
+"""One Processing algorithm run in the background: the one way the panel and the map tool classify anything.
 
-QGIS stays responsive because everything slow runs in ``run()`` on a worker thread, touching only a provider
-clone and plain values. Every exception there is caught and kept (``error``), never raised into Qt: the
-controller turns it into a message-bar error in ``finished()``, which QGIS calls on the main thread.
+A rectangle dragged with the map tool and a grid started from the panel both run a ``planet_terrain``
+algorithm through :class:`QgsProcessingAlgRunnerTask`, the very code ``qgis_process`` and the Processing
+toolbox run, so a click gives the layer a batch job would. The algorithm checks its parameters (``prepare``)
+on the main thread when the run is made: a refusal there is :attr:`AlgorithmRun.error` before anything starts.
+Errors raised while it runs reach :class:`RunFeedback` from the worker thread and become
+:attr:`AlgorithmRun.error` once QGIS reports back on the main thread.
 """
 from __future__ import annotations
 
-import traceback
-from dataclasses import dataclass
 from typing import Callable
 
-from qgis.core import QgsMessageLog, QgsRectangle, QgsTask, Qgis
-
-from ..core.session import TerrainModel
-from ..qgis_io.model_choice import load_run_model
-from ..qgis_io.classify import Cancelled, ExtentOutcome, classify_extent
-from ..qgis_io.layer_info import CrsInfo
-from ..qgis_io.raster_read import RasterSource
+from qgis.core import (QgsApplication, QgsProcessingAlgRunnerTask, QgsProcessingContext, QgsProcessingFeedback,
+                       QgsProject, QgsTaskManager, QgsVectorLayer)
+from qgis.PyQt import sip
+from qgis.PyQt.QtCore import QTimer
 
 LOG_TAG = "Planet Terrain"
 
 
-@dataclass
-class ClassifyJob:
-    """Everything the worker needs, captured on the main thread."""
+class RunFeedback(QgsProcessingFeedback):
+    """Keeps the algorithm's error messages (reported from the worker thread) for the message bar."""
 
-    source: RasterSource
-    extent: QgsRectangle          # in the layer CRS
-    model_path: str
-    info: CrsInfo
-    threshold: float | None = None
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[str] = []
+
+    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802,N803 -- QGIS's names
+        self.errors.append(error)
+        super().reportError(error, fatalError)
 
 
-class ClassifyTask(QgsTask):
-    """Classify one extent; ``outcome``/``model`` on success, ``error`` when something failed."""
+class AlgorithmRun:
+    """``algorithm_id`` with ``parameters`` on ``project``, run by QGIS's task manager.
 
-    def __init__(self, job: ClassifyJob, on_done: Callable[["ClassifyTask"], None] | None = None) -> None:
-        super().__init__(f"Planet Terrain: classifying {job.source.layer_name}", QgsTask.CanCancel)
-        self.job = job
-        self.on_done = on_done
-        self.model: TerrainModel | None = None
-        self.outcome: ExtentOutcome | None = None
-        self.error: BaseException | None = None
-        self.error_trace = ""
-        self.succeeded: bool | None = None  # set by finished(): None until QGIS reports back
-        self.was_canceled = False           # read in finished(): the C++ task may be gone when results are shown
+    After :meth:`start`, ``on_done(run)`` is called on the main thread once QGIS has reported back, on the next
+    event-loop turn (adding layers emits signals that may run nested event loops: not from inside the task
+    manager's completion handling). Then ``succeeded``, ``was_canceled``, ``error``, ``results`` and ``output``
+    (the OUTPUT layer taken from the run's context, also the partial layer a cancelled grid keeps) tell how it
+    went. A plain object, not a QObject: a Python-owned QObject referenced from its own slots would be deleted
+    on the C++ side whenever the cyclic garbage collector runs. Whoever starts a run keeps it until ``on_done``.
+    """
 
-    def run(self) -> bool:
-        try:
-            if self.isCanceled():
-                return False
-            self.model = load_run_model(self.job.model_path)
-            self.setProgress(5.0)
-            if self.isCanceled():
-                return False
-            self.outcome = classify_extent(self.job.source, self.job.extent, self.model, self.job.info,
-                                           self.job.threshold, self.setProgress, self.isCanceled)
-            return not self.isCanceled()
-        except Cancelled:  # the user's choice, not an error: nothing to log
-            self.outcome = None
-            return False
-        except Exception as exc:  # noqa: BLE001 -- anything here must become a message, not a crash
-            self.error_trace = traceback.format_exc()
-            self.error = exc.with_traceback(None)  # the frames would hold this task in a reference cycle
-            return False
+    def __init__(self, algorithm_id: str, parameters: dict, project: QgsProject | None = None) -> None:
+        self.algorithm_id, self.parameters = algorithm_id, dict(parameters)
+        self.context = QgsProcessingContext()
+        self.context.setProject(project or QgsProject.instance())
+        self.feedback = RunFeedback()
+        self.results: dict = {}
+        self.output: QgsVectorLayer | None = None
+        #: The project layer that shows this run's result, set by whoever showed it.
+        self.result_layer: QgsVectorLayer | None = None
+        self.succeeded: bool | None = None  # None until QGIS reports back
+        self.was_canceled = False
+        self.error: str | None = None
+        self._on_done: Callable[["AlgorithmRun"], None] | None = None
+        algorithm = QgsApplication.processingRegistry().createAlgorithmById(algorithm_id)
+        if algorithm is None:
+            self.task = None
+            self.error = f"the Processing algorithm {algorithm_id} is not registered"
+            return
+        # Prepares the algorithm on this thread; a refusal is reported to the feedback and cancels the task.
+        self.task = QgsProcessingAlgRunnerTask(algorithm, self.parameters, self.context, self.feedback)
+        if self.task.isCanceled():
+            self.error = self.feedback.errors[-1] if self.feedback.errors else f"{algorithm_id} refused to start"
+            self.task = None
 
-    def finished(self, result: bool) -> None:
-        self.succeeded = bool(result)
-        self.was_canceled = self.isCanceled()
-        if self.error is not None:
-            QgsMessageLog.logMessage(self.error_trace, LOG_TAG, Qgis.Critical)
-        # Dropped after use: a task kept by a caller must not keep its controller (and the QgsProject wrapper
-        # it holds) in a reference cycle. Python's cyclic GC clearing a QgsProject wrapper drops the Python
-        # slots other code connected through it (seen with pytest-qgis's legendLayersAdded connection).
-        callback, self.on_done = self.on_done, None
+    def start(self, on_done: Callable[["AlgorithmRun"], None],
+              task_manager: QgsTaskManager | None = None) -> None:
+        """Hand the run to the task manager (QGIS's task bar shows it); only for a run without :attr:`error`."""
+        if self.task is None:
+            raise RuntimeError(f"{self.algorithm_id} cannot start: {self.error}")
+        self._on_done = on_done
+        self.task.executed.connect(self._executed)
+        (task_manager or QgsApplication.taskManager()).addTask(self.task)
+
+    def cancel(self) -> None:
+        """Ask the algorithm to stop (it polls its feedback); a grid keeps the cells it wrote, if asked to."""
+        self.feedback.cancel()
+
+    def connect_progress(self, slot: Callable[[float], None]) -> None:
+        """Have ``slot`` follow the run's progress (0-100), on the main thread."""
+        if self.task is not None and not sip.isdeleted(self.task):
+            self.task.progressChanged.connect(slot)
+
+    def _executed(self, ok: bool, results: dict) -> None:
+        self.task = None  # the task manager deletes it after this signal
+        self.results = dict(results or {})
+        self.was_canceled = self.feedback.isCanceled()
+        self.succeeded = bool(ok) and not self.was_canceled
+        output = self.results.get("OUTPUT")
+        layer = self.context.takeResultLayer(output) if isinstance(output, str) and output else None
+        self.output = layer if isinstance(layer, QgsVectorLayer) and layer.isValid() else None
+        if not self.succeeded and not self.was_canceled:
+            self.error = self.feedback.errors[-1] if self.feedback.errors else "no result"
+        callback, self._on_done = self._on_done, None
         if callback is not None:
-            callback(self)
+            QTimer.singleShot(0, lambda: callback(self))

@@ -1,6 +1,8 @@
 """Processing algorithm ``planet_terrain:classify_extent``: one raster extent -> one labelled polygon."""
 from __future__ import annotations
 
+import json
+
 from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingOutputString, QgsProcessingParameterFeatureSink, QgsWkbTypes)
 
@@ -17,6 +19,7 @@ from .outputs import RunOutput
 
 class ClassifyExtentAlgorithm(ClassificationAlgorithm):
     LABEL, CONFIDENCE, EXECUTION_PROVIDER = "LABEL", "CONFIDENCE", "EXECUTION_PROVIDER"
+    NOT_CLASSIFIED, NOTES = "NOT_CLASSIFIED", "NOTES"
 
     def name(self) -> str:
         return "classify_extent"
@@ -42,6 +45,9 @@ class ClassifyExtentAlgorithm(ClassificationAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.LABEL, "Label ('' when the extent was not classified)"))
         self.addOutput(QgsProcessingOutputNumber(self.CONFIDENCE, "Confidence"))
         self.addOutput(QgsProcessingOutputString(self.EXECUTION_PROVIDER, "onnxruntime execution provider"))
+        self.addOutput(QgsProcessingOutputString(self.NOT_CLASSIFIED, "Why the extent was not classified ('' "
+                                                                      "when it was)"))
+        self.addOutput(QgsProcessingOutputString(self.NOTES, "Notes on the pixels read (JSON list)"))
 
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 -- QGIS's name
         """Main thread: snapshot the layer (a provider clone) and its body; nothing slow happens here."""
@@ -95,7 +101,8 @@ class ClassifyExtentAlgorithm(ClassificationAlgorithm):
         feedback.setProgress(100)
         self._source = None  # release the provider clone now, not when Processing drops the algorithm
         return {self.OUTPUT: dest_id, self.LABEL: label, self.CONFIDENCE: confidence,
-                self.EXECUTION_PROVIDER: model.provider}
+                self.EXECUTION_PROVIDER: model.provider, self.NOT_CLASSIFIED: outcome.result.skipped_reason or "",
+                self.NOTES: json.dumps(outcome.notes)}
 
     def _write(self, outcome, model, output: RunOutput, feedback) -> tuple[str, float | None]:
         """Write the outcome's feature, if any; (label, confidence), or ("", None) when not classified."""

@@ -28,7 +28,6 @@ from qgis.core import (QgsFeature, QgsFeatureRequest, QgsField, QgsFields,
                        QgsGeometry, QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingOutputString, QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterNumber, QgsRectangle, QgsWkbTypes)
-from qgis.PyQt.QtCore import QVariant
 
 from ..core import grid as core_grid
 from ..core.calibrate import INVALID_OUTPUT_NOTE, Reason
@@ -38,6 +37,7 @@ from ..core.session import ModelRunError, TerrainModel
 from ..qgis_io import engine
 from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
+from ..qgis_io.fields import COL_FIELD, GRID_FIELDS, ROW_FIELD
 from ..qgis_io.classify import (MIN_EXTENT_PIXELS, BodyError, check_body, check_geographic_extent,
                                 check_geographic_raster)
 from ..qgis_io.engine import GridRun
@@ -45,30 +45,19 @@ from ..qgis_io.layer_info import CrsInfo, crs_info
 from ..qgis_io.raster_read import ExtentError, RasterReadError, RasterSource, raster_source, row_block_bytes
 from ..qgis_io.transform import CrsMismatchError, geometries_to_crs, rect_to_crs
 from .classification_base import ClassificationAlgorithm
-from .guards import optional_threshold, run_grid_model
+from .grid_plan import GridPlan
+from .guards import optional_threshold, run_model
 from .outputs import RunOutput
 
-#: Fields a grid run adds after ``fields.result_fields``: the cell's row (0 = top) and column in its row.
-ROW_FIELD, COL_FIELD = result_fields.result_schema.ROW_FIELD, result_fields.result_schema.COL_FIELD
-GRID_FIELDS: tuple[tuple[str, QVariant.Type], ...] = result_fields.GRID_FIELDS
 CELL_UNITS = ("metres", "pixels")
 DEFAULT_BATCH = 16
 
 
-
 def too_many_cells_message(total: int, max_cells: int, exact: bool = True) -> str:
-    """The refusal of an oversized grid; :func:`cells_in_refusal` reads the count back (the panel asks first).
-    Not ``exact``: ``total`` is an upper bound a little above the count (``core.grid.Grid.count_or_bound``), so a
-    run allowed that many cells is not refused again."""
+    """The refusal of an oversized grid (the panel counts the cells and asks before it starts). Not ``exact``:
+    ``total`` is an upper bound a little above the count (``core.grid.Grid.count_or_bound``), so a run allowed
+    that many cells is not refused again."""
     return f"The grid has {'' if exact else 'about '}{total:,} cells, more than MAX_CELLS ({max_cells:,})."
-
-
-def cells_in_refusal(message: str) -> int | None:
-    """The cell count of a :func:`too_many_cells_message`, or None for any other message."""
-    import re
-
-    match = re.search(r"The grid has (?:about )?([\d,]+) cells, more than MAX_CELLS", message)
-    return int(match.group(1).replace(",", "")) if match else None
 
 
 def grid_result_fields(contract: ModelContract) -> QgsFields:
@@ -238,22 +227,10 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         except ValueError as exc:
             raise QgsProcessingException(f"CELL_SIZE: {exc}") from None
 
-    # -- the run -----------------------------------------------------------------------------------------------
-    def processAlgorithm(self, parameters, context, feedback):
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        if layer is None:
-            raise QgsProcessingException("INPUT: no raster layer could be opened from "
-                                         f"{parameters.get(self.INPUT)!r}; give a raster file or layer.")
-        output = RunOutput(self, parameters, self.OUTPUT, context)  # refuses an existing file before any work
-        model, layout = run_grid_model(self, parameters, self.MODEL, context, feedback)
-        contract = model.contract
-        info = crs_info(layer.crs(), self.body_choice(parameters, context))
-        try:
-            body = check_body(info, contract)
-            source = raster_source(layer)
-        except (BodyError, ExtentError) as exc:
-            raise QgsProcessingException(str(exc)) from None
-        threshold = optional_threshold(self, parameters, self.THRESHOLD, context)
+    def plan(self, parameters, context, layer, info: CrsInfo, source: RasterSource, model: TerrainModel,
+             feedback) -> GridPlan:
+        """The run's cells from the parameters alone (no pixel read): the grid this algorithm runs, and the one
+        whose size the panel checks before starting (``grid_plan.count_cells``)."""
         polygons = self._polygons(parameters, context, layer, feedback)
         area = self._area(parameters, context, source, info, polygons)
         size, size_value, size_unit = self._cell_size(parameters, context, model, info, source, feedback)
@@ -266,6 +243,28 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         overlap = self.parameterAsDouble(parameters, self.OVERLAP, context)
         grid = core_grid.Grid(core_grid.Extent(area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum()),
                               size, overlap, edge="extend")
+        return GridPlan(grid, area, polygons, size, size_value, size_unit)
+
+    # -- the run -----------------------------------------------------------------------------------------------
+    def processAlgorithm(self, parameters, context, feedback):
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException("INPUT: no raster layer could be opened from "
+                                         f"{parameters.get(self.INPUT)!r}; give a raster file or layer.")
+        output = RunOutput(self, parameters, self.OUTPUT, context)  # refuses an existing file before any work
+        model = run_model(self, parameters, self.MODEL, context, feedback, grid=True)
+        layout = model.layout
+        contract = model.contract
+        info = crs_info(layer.crs(), self.body_choice(parameters, context))
+        try:
+            body = check_body(info, contract)
+            source = raster_source(layer)
+        except (BodyError, ExtentError) as exc:
+            raise QgsProcessingException(str(exc)) from None
+        threshold = optional_threshold(self, parameters, self.THRESHOLD, context)
+        plan = self.plan(parameters, context, layer, info, source, model, feedback)
+        grid, area, polygons, size = plan.grid, plan.area, plan.polygons, plan.size
+        size_value, size_unit = plan.size_value, plan.size_unit
         max_cells = int(self.parameterAsDouble(parameters, self.MAX_CELLS, context))  # may exceed 32 bits
         total, exact = grid.count_or_bound(max_cells)
         feedback.pushInfo(f"Grid: {grid.rows} rows, {'' if exact else 'about '}{total} cells over {area.toString(4)}")

@@ -9,32 +9,24 @@ from qgis.core import QgsMapLayer, QgsProcessingException, QgsRasterLayer
 
 from ..core.contract import ContractError, check_model_file
 from ..core.models import NoModelError
-from ..core.session import ParallelLayout, TerrainModel
-from ..qgis_io.model_choice import load_grid_model, load_run_model
+from ..core.session import TerrainModel
+from ..qgis_io.model_choice import load_run_model
 from ..qgis_io.raster_read import web_layer_problem
 
 
-def run_model(alg, parameters: dict, name: str, context, feedback) -> TerrainModel:
+def run_model(alg, parameters: dict, name: str, context, feedback, grid: bool = False) -> TerrainModel:
     """The model a run uses (the file in parameter ``name``, else the installed one), on the chosen provider;
-    every way that can fail becomes a message naming the parameter, and the log says what runs where."""
-    model = _loaded(lambda: load_run_model(alg.parameterAsFile(parameters, name, context) or None), name)
-    feedback.pushInfo(f"Model {model.contract.model_name} {model.contract.model_version} on {model.provider_note}")
-    return model
+    every way that can fail becomes a message naming the parameter, and the log says what runs where.
 
-
-def run_grid_model(alg, parameters: dict, name: str, context, feedback) -> tuple[TerrainModel, ParallelLayout]:
-    """:func:`run_model` for a grid: the session that keeps several batches in flight, and how many."""
-    model, layout = _loaded(lambda: load_grid_model(alg.parameterAsFile(parameters, name, context) or None), name)
-    feedback.pushInfo(f"Model {model.contract.model_name} {model.contract.model_version} on {model.provider_note}; "
-                      f"{layout.describe()}")
-    return model, layout
-
-
-def _loaded(load, name: str):
+    ``grid``: the session that keeps several batches in flight (``model.layout``), as the log says."""
     try:
-        return load()
+        model = load_run_model(alg.parameterAsFile(parameters, name, context) or None, grid)
     except (NoModelError, ContractError, ImportError, ValueError, RuntimeError) as exc:
         raise QgsProcessingException(f"{name}: {exc}") from None
+    layout = f"; {model.layout.describe()}" if grid else ""
+    feedback.pushInfo(f"Model {model.contract.model_name} {model.contract.model_version} on {model.provider_note}"
+                      f"{layout}")
+    return model
 
 
 def model_problem(parameters: dict, name: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from qgis.core import QgsProcessingContext, QgsProcessingLayerPostProcessorInterface, QgsVectorLayer
 
 from ..core.contract import ModelContract
+from ..qgis_io.fields import LABEL_FIELD
 from ..qgis_io.style import apply_style
 
 
@@ -17,7 +18,7 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
         self.contract = contract
 
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 -- QGIS's name
-        if isinstance(layer, QgsVectorLayer) and layer.fields().indexOf("label") >= 0:
+        if isinstance(layer, QgsVectorLayer) and layer.fields().indexOf(LABEL_FIELD) >= 0:
             apply_style(layer, self.contract)
 
     @classmethod

@@ -16,6 +16,7 @@ from ..core import body_check
 from ..core.body_check import Advice, BodyError  # noqa: F401 -- BodyError re-exported
 from ..core.calibrate import INVALID_OUTPUT_NOTE, Reason
 from ..core.contract import ModelContract
+from ..core.limits import MIN_EXTENT_PIXELS
 from ..core.pipeline import ImageResult
 from ..core.session import TerrainModel
 from . import engine, layer_info
@@ -23,13 +24,6 @@ from .fields import Provenance, utc_now
 from .layer_info import CrsInfo
 from .raster_read import ExtentError, RasterSource, clip_extent
 from .transform import to_raster_longitudes
-
-#: Fewest source pixels an extent must span along its shorter side to be classified. The model input is made by
-#: resizing the block to ``input_size`` (224 px for the shipped model, from 227 px training crops); a block of a
-#: handful of pixels would reach the network as an upsampled blur of a few grey values, and whatever it answered
-#: would describe the interpolation, not terrain. 8 px is already a 28x magnification for the shipped model:
-#: anything smaller is refused with a message instead of being given a confident-looking label.
-MIN_EXTENT_PIXELS = 8
 
 
 class Cancelled(Exception):

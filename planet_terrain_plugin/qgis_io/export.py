@@ -13,22 +13,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsCoordinateTransformContext,
-                       QgsCsException, QgsExpression, QgsFeatureRequest, QgsFeedback, QgsFields, QgsPointXY,
-                       QgsProject, QgsRectangle, QgsVectorLayer)
+from qgis.core import (QgsCoordinateTransformContext, QgsExpression, QgsFeatureRequest, QgsFeedback, QgsFields,
+                       QgsProject, QgsVectorLayer)
 
-from . import layer_info
-from .fields import HEAD_FIELDS
+from .fields import ABSTAINED_FIELD, LABEL_FIELD
 from .formats import (CSV_X_FIELD, CSV_Y_FIELD, FORMATS, STYLE_NAME, ExportFormat, copy_style,  # noqa: F401
                       format_for_path, geojson_crs_wkt, shapefile_field_names)
 from .formats import WriteCancelled as ExportCancelled
 from .formats import WriteError as ExportError
 from .writer import FileWriter, resolve_target
-
-#: Field names the filters rely on; checked against the schema in ``fields.py`` at import time.
-LABEL_FIELD = "label"
-ABSTAINED_FIELD = "abstained"
-assert {LABEL_FIELD, ABSTAINED_FIELD} <= {name for name, _ in HEAD_FIELDS}, "fields.py schema changed"
 
 
 # -- filters -------------------------------------------------------------------------------------------------
@@ -114,37 +107,3 @@ def load_export(path: str, name: str | None = None) -> QgsVectorLayer:
     if not layer.isValid():
         raise ExportError(f"'{path}' could not be opened as a vector layer")
     return layer
-
-
-def equivalent_crs(a: QgsCoordinateReferenceSystem, b: QgsCoordinateReferenceSystem,
-                   extent: QgsRectangle) -> bool:
-    """True when ``b`` is ``a``, or describes the same geodesy: the same ellipsoid and map units, and points of
-    ``extent`` (in ``a``) land on the same coordinates in ``b``.
-
-    This is what "the CRS survived" means for formats that rename or re-encode a CRS (Shapefile's ESRI WKT1,
-    GeoJSON's lon/lat axis order). Different bodies never match: PROJ refuses the transform or the numbers
-    differ.
-    """
-    if not (a.isValid() and b.isValid()):
-        return False
-    if a == b:
-        return True
-    ia, ib = layer_info.crs_info(a), layer_info.crs_info(b)
-    if ia.radius_m is None or ib.radius_m is None or abs(ia.radius_m - ib.radius_m) > 1e-6 * ia.radius_m:
-        return False
-    if a.mapUnits() != b.mapUnits() or ia.degrees != ib.degrees:
-        return False
-    transform = QgsCoordinateTransform(a, b, QgsCoordinateTransformContext())
-    if not transform.isValid():
-        return False
-    points = [extent.center(), QgsPointXY(extent.xMinimum(), extent.yMinimum()),
-              QgsPointXY(extent.xMaximum(), extent.yMaximum()), QgsPointXY(extent.xMinimum(), extent.yMaximum())]
-    tolerance = 1e-9 if ia.degrees else 1e-3 / ia.unit_to_m  # a nano-degree or a millimetre
-    try:
-        for p in points:
-            q = transform.transform(p)
-            if abs(q.x() - p.x()) > tolerance or abs(q.y() - p.y()) > tolerance:
-                return False
-    except QgsCsException:
-        return False
-    return True

@@ -14,7 +14,8 @@ from ..core.calibrate import Decision
 from ..core.contract import ModelContract
 # The schema itself is defined once, Qt-free, in core.result_schema (the batch command writes the same fields);
 # these names are re-exported for the QGIS side.
-from ..core.result_schema import (GSD_SLACK, Provenance, decision_values, gsd_factor,  # noqa: F401
+from ..core.result_schema import (ABSTAINED_FIELD, CLASS_ID_FIELD, COL_FIELD, CONFIDENCE_FIELD,  # noqa: F401
+                                  GSD_SLACK, LABEL_FIELD, ROW_FIELD, Provenance, decision_values, gsd_factor,
                                   gsd_warning, probability_field_names, utc_now)
 
 #: QVariant type of each kind of field in core.result_schema.
@@ -30,7 +31,7 @@ def _typed(fields: tuple[tuple[str, str], ...]) -> tuple[tuple[str, QVariant.Typ
 HEAD_FIELDS: tuple[tuple[str, QVariant.Type], ...] = _typed(result_schema.HEAD_FIELDS)
 #: Fields after the per-class probabilities: provenance of the decision.
 TAIL_FIELDS: tuple[tuple[str, QVariant.Type], ...] = _typed(result_schema.TAIL_FIELDS)
-#: Fields a grid adds after those: the cell's row (0 = top) and column in its row.
+#: Fields a grid run adds after :func:`result_fields`: the cell's row (0 = top) and column in its row.
 GRID_FIELDS: tuple[tuple[str, QVariant.Type], ...] = _typed(result_schema.GRID_FIELDS)
 
 

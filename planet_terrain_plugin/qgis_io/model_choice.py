@@ -14,7 +14,7 @@ from qgis.core import QgsSettings
 
 from ..core import models
 from ..core.contract import read_contract
-from ..core.session import ENV_PROVIDER, ParallelLayout, TerrainModel, load_model, load_parallel_model
+from ..core.session import ENV_PROVIDER, TerrainModel, load_model
 
 SETTING_MODEL = "planet_terrain/model_path"
 SETTING_PROVIDER = "planet_terrain/provider"
@@ -57,11 +57,8 @@ def resolve_model_path(explicit: str | None = None) -> str:
     return str(models.default_model_path(_provider_hint()))
 
 
-def load_run_model(explicit: str | None = None) -> TerrainModel:
-    """Load (or reuse) the model a run uses, on the provider the user chose; errors name the problem."""
-    return load_model(resolve_model_path(explicit), provider_setting())
+def load_run_model(explicit: str | None = None, grid: bool = False) -> TerrainModel:
+    """Load (or reuse) the model a run uses, on the provider the user chose; errors name the problem.
 
-
-def load_grid_model(explicit: str | None = None) -> tuple[TerrainModel, ParallelLayout]:
-    """:func:`load_run_model` for a grid run: the session with several batches in flight, and its layout."""
-    return load_parallel_model(resolve_model_path(explicit), provider_setting())
+    ``grid``: the session a grid run uses, with several batches in flight (its ``layout`` says how many)."""
+    return load_model(resolve_model_path(explicit), provider_setting(), grid)

@@ -10,6 +10,11 @@ raster's native resolution, unless the extent spans more than ``OVERSAMPLE`` x t
 pixels: then the provider is asked for a block whose longer side is that cap (aspect ratio kept), which bounds
 memory and time for huge extents while leaving the final antialiased reduction to the core.
 
+Pixel types: a paletted band is read as its indices and expanded to the colours its table names
+(``core.palette``); 64-bit integer bands, which QGIS 3.22's provider reports as an unknown data type, are read
+through an in-memory GDAL VRT that presents them as Float64 (exact up to 2**53, far finer than the 8-bit
+stretch resolves). Complex and colour-packed (ARGB) bands are refused with a message.
+
 GDAL's block cache: every block GDAL decodes stays in one process-wide cache, up to ``GDAL_CACHEMAX`` (5 % of
 RAM by default). A grid run walks the raster once, row by row, so without a bound that cache ends up holding
 the whole decoded raster: the run's memory would grow with the area read, not with what the run needs.
@@ -17,6 +22,7 @@ the whole decoded raster: the run's memory would grow with the area read, not wi
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from contextlib import contextmanager
@@ -24,12 +30,11 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
-from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsRasterDataProvider, QgsRasterLayer,
-                       QgsRasterRange, QgsRectangle)
+from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsProviderRegistry, QgsRaster, QgsRasterDataProvider,
+                       QgsRasterLayer, QgsRasterRange, QgsRectangle)
 
-from ..core import nodata
-from ..core.reading import OVERSAMPLE, block_size  # noqa: F401 -- OVERSAMPLE re-exported
-
+from ..core import nodata, palette
+from ..core.limits import OVERSAMPLE, read_block_size  # noqa: F401 -- OVERSAMPLE: see the module docstring
 
 #: numpy dtype of each QGIS raster data type the pipeline accepts (complex and ARGB types are refused).
 DTYPES: dict[int, np.dtype] = {
@@ -65,6 +70,8 @@ class BandInfo:
     dtype: np.dtype
     nodata_value: float | None
     user_ranges: tuple[tuple[float, float], ...]
+    #: RGBA lookup table of a paletted band (``core.palette.lookup_table``), None for a band of values.
+    palette: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -127,7 +134,7 @@ def raster_source(layer: QgsRasterLayer) -> RasterSource:
     problem = web_layer_problem(layer)
     if problem:
         raise ExtentError(problem)
-    provider = layer.dataProvider()
+    provider = _float64_view(layer) or layer.dataProvider()
     bands, alpha = [], None
     for b in range(1, provider.bandCount() + 1):
         dtype = DTYPES.get(int(provider.dataType(b)))
@@ -138,12 +145,49 @@ def raster_source(layer: QgsRasterLayer) -> RasterSource:
             raise ExtentError(f"band {b} of '{layer.name()}' has data type {provider.dataType(b)!r}, which the "
                               "model cannot read (complex or colour-packed); convert the raster to a numeric type")
         has_nd = provider.sourceHasNoDataValue(b) and provider.useSourceNoDataValue(b)
-        bands.append(BandInfo(b, dtype, provider.sourceNoDataValue(b) if has_nd else None, _user_ranges(provider, b)))
+        bands.append(BandInfo(b, dtype, provider.sourceNoDataValue(b) if has_nd else None, _user_ranges(provider, b),
+                              _palette(provider, b)))
     if not bands:
         raise ExtentError(f"'{layer.name()}' has no image bands (only a mask/alpha band)")
     # Luminance uses at most the first three image bands (core.preprocess); reading more is wasted time.
     return RasterSource(provider.clone(), QgsCoordinateReferenceSystem(layer.crs()), QgsRectangle(layer.extent()),
                         layer.width(), layer.height(), tuple(bands[:3]), alpha, layer.name(), layer.id())
+
+
+def _palette(provider: QgsRasterDataProvider, band: int) -> np.ndarray | None:
+    """The colour lookup table of a paletted band, None for a band of values."""
+    if provider.colorInterpretation(band) != QgsRaster.PaletteIndex:
+        return None
+    items = provider.colorTable(band)
+    return palette.lookup_table((int(i.value), i.color.getRgb()) for i in items) if items else None
+
+
+#: GDAL's 64-bit integer types (GDAL >= 3.5), which QGIS 3.22's provider cannot read.
+_WIDE_INTEGER_TYPES = ("GDT_Int64", "GDT_UInt64")
+
+
+def _float64_view(layer: QgsRasterLayer) -> QgsRasterDataProvider | None:
+    """A provider presenting ``layer``'s 64-bit integer bands as Float64, or None when it needs none: only a GDAL
+    raster whose every band of unknown type is a 64-bit integer (a complex band keeps its refusal)."""
+    provider = layer.dataProvider()
+    unknown = [b for b in range(1, provider.bandCount() + 1) if int(provider.dataType(b)) == int(Qgis.UnknownDataType)]
+    if not unknown or layer.providerType() != "gdal":
+        return None
+    try:
+        from osgeo import gdal
+    except ImportError:
+        return None
+    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path") or layer.source()
+    dataset = gdal.Open(path)
+    wide = {getattr(gdal, name) for name in _WIDE_INTEGER_TYPES if hasattr(gdal, name)}
+    if dataset is None or any(dataset.GetRasterBand(b).DataType not in wide for b in unknown):
+        return None
+    # One VRT per source file (an XML text in GDAL's memory), replaced when the file is opened again.
+    vrt = f"/vsimem/planet_terrain/{hashlib.sha1(path.encode()).hexdigest()}.float64.vrt"
+    if gdal.Translate(vrt, dataset, format="VRT", outputType=gdal.GDT_Float64) is None:
+        return None
+    view = QgsRasterLayer(vrt, layer.name())
+    return view.dataProvider().clone() if view.isValid() else None
 
 
 def clip_extent(source: RasterSource, extent: QgsRectangle) -> QgsRectangle:
@@ -167,7 +211,7 @@ def clip_extent(source: RasterSource, extent: QgsRectangle) -> QgsRectangle:
 def read_size(source: RasterSource, extent: QgsRectangle, input_size: int) -> tuple[int, int]:
     """(width, height) in pixels of the block to read for ``extent`` (see the module docstring)."""
     px, py = source.pixel_size
-    return block_size(extent.width() / px, extent.height() / py, input_size)
+    return read_block_size(extent.width() / px, extent.height() / py, input_size)
 
 
 def _band_array(source: RasterSource, band: int, dtype: np.dtype, extent: QgsRectangle,
@@ -190,6 +234,12 @@ def read_extent(source: RasterSource, extent: QgsRectangle, input_size: int) -> 
     arrays, mask = [], np.zeros((height, width), bool)
     for band in source.image_bands:
         arr = _band_array(source, band.number, band.dtype, clipped, width, height)
+        if band.palette is not None:  # indices -> the colours they name (a block is read by nearest neighbour)
+            colours, band_mask = palette.expand_band(arr, band.palette, band.nodata_value, list(band.user_ranges),
+                                                     detect_collar=source.alpha_band is None)
+            arrays.extend(colours)
+            mask |= band_mask
+            continue
         mask |= nodata.band_nodata(arr, band.nodata_value, list(band.user_ranges),
                                    detect_collar=source.alpha_band is None)
         arrays.append(arr)

@@ -16,19 +16,12 @@ from qgis.core import QgsFeatureRequest, QgsVectorLayer
 from qgis.PyQt.QtCore import QVariant
 
 from ..core.calibrate import decide_from_probs
-from ..core.contract import ModelContract
-from .fields import probability_field_names
-
-#: Fields a re-label reads (the probabilities) or writes, besides the probabilities.
-LABEL_FIELD, CLASS_ID_FIELD, ABSTAINED_FIELD = "label", "class_id", "abstained"
+from ..core.contract import PROBABILITY_PREFIX, ModelContract
+from .fields import ABSTAINED_FIELD, CLASS_ID_FIELD, LABEL_FIELD, probability_field_names
 
 
 class RelabelError(ValueError):
     """The layer cannot be re-labelled with this contract (not a result layer, or another model's classes)."""
-
-
-def prob_field_names(contract: ModelContract) -> list[str]:
-    return probability_field_names(contract)
 
 
 def is_result_layer(layer, contract: ModelContract) -> bool:
@@ -36,8 +29,8 @@ def is_result_layer(layer, contract: ModelContract) -> bool:
     if not isinstance(layer, QgsVectorLayer) or not layer.isValid():
         return False
     names = set(layer.fields().names())
-    wanted = set(prob_field_names(contract)) | {LABEL_FIELD, CLASS_ID_FIELD, ABSTAINED_FIELD}
-    others = {n for n in names if n.startswith("p_")} - set(prob_field_names(contract))
+    wanted = set(probability_field_names(contract)) | {LABEL_FIELD, CLASS_ID_FIELD, ABSTAINED_FIELD}
+    others = {n for n in names if n.startswith(PROBABILITY_PREFIX)} - set(probability_field_names(contract))
     return wanted <= names and not others
 
 
@@ -78,7 +71,7 @@ def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: flo
                            "classes); re-labelling needs the probabilities that model stored")
     fields = layer.fields()
     idx_label, idx_id, idx_abst = (fields.indexOf(n) for n in (LABEL_FIELD, CLASS_ID_FIELD, ABSTAINED_FIELD))
-    prob_idx = [fields.indexOf(n) for n in prob_field_names(contract)]
+    prob_idx = [fields.indexOf(n) for n in probability_field_names(contract)]
     request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(
         prob_idx + [idx_label, idx_id, idx_abst])
     ids, rows, current = [], [], []

@@ -1,4 +1,4 @@
-"""The look of result layers: one fixed colour per class name, ``unknown`` in grey, categorised by ``label``.
+"""The look of result layers: one fixed colour per class, ``unknown`` in grey, categorised by the label field.
 
 Fixed colours (not a random ramp) so a crater is the same colour in every layer, project and screenshot.
 """
@@ -9,19 +9,16 @@ import hashlib
 from qgis.core import QgsCategorizedSymbolRenderer, QgsFillSymbol, QgsRendererCategory, QgsVectorLayer
 from qgis.PyQt.QtGui import QColor
 
-from ..core.contract import UNKNOWN_LABEL, ModelContract
+from ..core.contract import HIRISE_LANDFORMS, UNKNOWN_LABEL, ModelContract
+from .fields import LABEL_FIELD
 
-#: The palette, by class name (HiRISE landforms; colour-blind-friendly where possible). Defined only here.
-PALETTE: dict[str, str] = {
-    "crater": "#e6194b",
-    "dark dune": "#3b2f8f",
-    "slope streak": "#f58231",
-    "bright dune": "#ffe119",
-    "impact ejecta": "#911eb4",
-    "swiss cheese": "#42d4f4",
-    "spider": "#3cb44b",
-    UNKNOWN_LABEL: "#9e9e9e",
-}
+#: A colour per HiRISE landform, in the contract's output order (colour-blind-friendly where possible).
+LANDFORM_COLOURS = ("#e6194b", "#3b2f8f", "#f58231", "#ffe119", "#911eb4", "#42d4f4", "#3cb44b")
+if len(LANDFORM_COLOURS) != len(HIRISE_LANDFORMS):
+    raise ImportError(f"style.py has {len(LANDFORM_COLOURS)} landform colours for {len(HIRISE_LANDFORMS)} classes")
+#: The palette by class name, derived from the contract's class list; defined only here.
+PALETTE: dict[str, str] = {**{c.name: colour for c, colour in zip(HIRISE_LANDFORMS, LANDFORM_COLOURS)},
+                           UNKNOWN_LABEL: "#9e9e9e"}
 FILL_ALPHA = 90  # of 255: the raster stays readable under the polygons
 
 
@@ -43,10 +40,10 @@ def _symbol(colour: QColor) -> QgsFillSymbol:
 
 
 def categorized_renderer(contract: ModelContract) -> QgsCategorizedSymbolRenderer:
-    """Categories for every class of ``contract`` plus ``unknown``, on the ``label`` field."""
+    """Categories for every class of ``contract`` plus ``unknown``, on the label field."""
     labels = list(contract.class_names) + [UNKNOWN_LABEL]
     categories = [QgsRendererCategory(label, _symbol(class_colour(label)), label) for label in labels]
-    return QgsCategorizedSymbolRenderer("label", categories)
+    return QgsCategorizedSymbolRenderer(LABEL_FIELD, categories)
 
 
 def apply_style(layer: QgsVectorLayer, contract: ModelContract) -> None:

@@ -8,13 +8,12 @@ from ..contract import ContractError
 from ..models import NoModelError, default_model_path
 from .plan import DEFAULT_PARTITION_CELLS
 
-COMMANDS = ("grid", "merge")
 #: What to install when the batch extra is missing.
 INSTALL_HINT = "install the batch extra: python -m pip install -r requirements-batch.txt"
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``grid`` and ``merge`` on the core command line's subparsers."""
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``grid`` and ``merge`` on the core command line's subparsers (each runs :func:`run`)."""
     g = sub.add_parser("grid", help="classify whole rasters/mosaics cell by cell on a Dask cluster "
                                     "(partitioned GeoParquet + manifest; a rerun resumes)")
     g.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -37,9 +36,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser("merge", help="write a finished grid run as one GeoPackage for QGIS")
     m.add_argument("folder", help="the --out folder of a grid run")
     m.add_argument("--out", required=True, help="GeoPackage to write (.gpkg; never replaced)")
+    for parser in (g, m):
+        parser.set_defaults(run=run)
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run a batch subcommand; messages on stderr, exit status 2 for bad input, 1 for a failed run."""
     try:
         return _grid(args) if args.command == "grid" else _merge(args)
@@ -52,7 +53,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from .run import RunOptions, default_log, run
+    from .run import RunOptions, default_log
+    from .run import run as run_grid
     from .source import expand_inputs
 
     if args.workers is not None and args.workers < 0:
@@ -67,7 +69,7 @@ def _grid(args: argparse.Namespace) -> int:
                          provider=args.provider, scheduler=args.scheduler, workers=args.workers,
                          batch_size=args.batch_size, partition_cells=args.partition_cells)
     try:
-        summary = run(options, default_log)
+        summary = run_grid(options, default_log)
     except Exception as exc:  # noqa: BLE001 -- a partition failed on a worker: say so, the rest is kept
         if isinstance(exc, (ValueError, ImportError, OSError)):
             raise

@@ -18,11 +18,10 @@ from typing import Iterator
 
 from .. import grid as core_grid
 from ..contract import ModelContract
+from ..limits import MIN_EXTENT_PIXELS
 from .crs import gsd_m
 from .source import RasterFacts
 
-#: Fewest source pixels a cell must span (the floor of the QGIS path, ``qgis_io.classify.MIN_EXTENT_PIXELS``).
-MIN_CELL_PIXELS = 8
 #: Cells per partition by default: a few seconds of work per task on one CPU core.
 DEFAULT_PARTITION_CELLS = 512
 #: Most source pixels one partition covers (bounds what a task reads, for very large cells).
@@ -85,9 +84,9 @@ def cell_size(facts: RasterFacts, choice: CellChoice) -> core_grid.CellSize:
             size = core_grid.cell_size_from_metres(choice.value, facts.crs.degrees, radius, facts.crs.unit_to_m)
     except ValueError as exc:
         raise PlanError(f"cell size: {exc}") from None
-    if min(size.width / px, size.height / py) < MIN_CELL_PIXELS - 1e-6:
+    if min(size.width / px, size.height / py) < MIN_EXTENT_PIXELS - 1e-6:
         raise PlanError(f"cells of {size.width / px:.3g} x {size.height / py:.3g} source pixels of '{facts.name}' "
-                        f"are too small; each cell needs at least {MIN_CELL_PIXELS} x {MIN_CELL_PIXELS} pixels "
+                        f"are too small; each cell needs at least {MIN_EXTENT_PIXELS} x {MIN_EXTENT_PIXELS} pixels "
                         "to show terrain. Give a larger --cell-size-m or --cell-px.")
     return size
 

@@ -5,8 +5,9 @@ Same rules, so both paths hand the model the same arrays (``processing.classify_
 
 * the cell is clipped to the raster; a cell with less than the model's ``min_valid_fraction`` of its area on
   the raster, or less than half a pixel, is not read;
-* the clipped part is read at the size ``core.reading.block_size`` gives (native, or capped; nearest
+* the clipped part is read at the size ``core.limits.read_block_size`` gives (native, or capped; nearest
   neighbour, as GDAL resamples for QGIS);
+* a paletted band is expanded to the colours its table names (``core.palette``);
 * nodata per band (declared value, non-finite values, else an undeclared zero collar), or the alpha band /
   dataset mask where there is one (``core.nodata``), computed on the clipped block;
 * the part of the cell beyond the raster is padded as nodata, so an edge cell keeps its ground size.
@@ -17,9 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import nodata
+from functools import lru_cache
+
+from .. import nodata, palette
 from ..grid import Cell
-from ..reading import block_size
+from ..limits import read_block_size
 from .source import RasterFacts
 
 #: Window offsets and sizes this close to whole pixels are whole pixels (extents carry float noise).
@@ -66,14 +69,27 @@ def _read_block(src, facts: RasterFacts, box: Box, out_w: int, out_h: int) -> tu
     kw = dict(window=window, out_shape=shape, resampling=Resampling.nearest)
     data = src.read(list(facts.bands), window=window, out_shape=(len(facts.bands),) + shape,
                     resampling=Resampling.nearest)
-    mask = np.zeros(shape, bool)
-    for band, value in zip(data, facts.nodata):
+    mask, arrays = np.zeros(shape, bool), []
+    for band, value, entries in zip(data, facts.nodata, facts.palettes):
+        if entries is not None:  # indices -> the colours they name, as the QGIS reader expands them
+            colours, band_mask = palette.expand_band(band, _table(entries), value, [],
+                                                     detect_collar=not facts.has_alpha)
+            arrays.extend(colours)
+            mask |= band_mask
+            continue
         mask |= nodata.band_nodata(band, value, [], detect_collar=not facts.has_alpha)
+        arrays.append(band)
+    data = np.stack(arrays)
     if facts.alpha_band is not None:
         mask |= nodata.alpha_nodata(src.read(facts.alpha_band, **kw))
     elif facts.mask_as_alpha:
         mask |= nodata.alpha_nodata(src.read_masks(facts.bands[0], **kw))
     return data, mask
+
+
+@lru_cache(maxsize=16)
+def _table(entries: tuple) -> np.ndarray:
+    return palette.lookup_table(entries)
 
 
 def read_cell(src, facts: RasterFacts, cell: Cell, input_size: int, min_valid_fraction: float) -> CellPixels | None:
@@ -85,7 +101,7 @@ def read_cell(src, facts: RasterFacts, cell: Cell, input_size: int, min_valid_fr
         return None
     if got[2] - got[0] < px / 2 or got[3] - got[1] < py / 2:
         return None
-    width, height = block_size((got[2] - got[0]) / px, (got[3] - got[1]) / py, input_size)
+    width, height = read_block_size((got[2] - got[0]) / px, (got[3] - got[1]) / py, input_size)
     data, mask = _read_block(src, facts, got, width, height)
     if got == full:
         return CellPixels(data, mask, got, width, height)

@@ -15,7 +15,8 @@ from .crs import CrsFacts, crs_facts
 #: File endings taken from a folder given as INPUT (GDAL reads many more; name those files directly).
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".cub", ".img", ".jp2", ".png", ".jpg", ".jpeg")
 #: Data types the model can read (complex types are refused, as in the QGIS path).
-READABLE_DTYPES = frozenset({"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"})
+READABLE_DTYPES = frozenset({"uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "uint64",
+                             "float32", "float64"})
 
 
 class InputError(ValueError):
@@ -34,6 +35,7 @@ class RasterFacts:
     block: tuple[int, int]                     # (rows, columns) of one tile of band 1
     bands: tuple[int, ...]                     # image bands (1-based), at most three
     nodata: tuple[float | None, ...]           # declared nodata of each image band
+    palettes: tuple[tuple | None, ...]         # colour table entries ((index, rgba), ...) of paletted bands
     alpha_band: int | None                     # a band whose colour interpretation is alpha
     mask_as_alpha: bool                        # the dataset's GDAL mask stands in for an alpha band
     crs: CrsFacts
@@ -107,4 +109,17 @@ def raster_facts(path: str, body_override: str | None = None) -> RasterFacts:
         return RasterFacts(path=os.path.abspath(path), name=Path(path).stem, width=src.width, height=src.height,
                            transform=(t.c, t.a, t.b, t.f, t.d, t.e), block=tuple(src.block_shapes[0]),
                            bands=tuple(image), nodata=tuple(src.nodatavals[i - 1] for i in image),
+                           palettes=tuple(_palette(src, i) for i in image),
                            alpha_band=alpha, mask_as_alpha=mask_as_alpha, crs=crs_facts(src.crs, body_override))
+
+
+def _palette(src, band: int) -> tuple | None:
+    """The colour table of a paletted band as hashable entries, None for a band of values."""
+    from rasterio.enums import ColorInterp
+
+    if src.colorinterp[band - 1] != ColorInterp.palette:
+        return None
+    try:
+        return tuple(sorted((int(i), tuple(int(c) for c in rgba)) for i, rgba in src.colormap(band).items()))
+    except ValueError:  # no colour table after all
+        return None
