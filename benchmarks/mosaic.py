@@ -90,7 +90,7 @@ def one_run(raster: Path, model: str, workers: int, tag: str, kill_after: int | 
                 marks["killed"] = f"{address} (pid {pid}) after {done} partitions"
                 print(f"  killed worker {marks['killed']}", flush=True)
 
-    options = RunOptions(inputs=[str(raster)], out=str(out), model=model, workers=workers, threads=1)
+    options = RunOptions(inputs=[str(raster)], out=str(out), model=model, workers=workers, cores_per_worker=1)
     start, load_before = time.perf_counter(), os.getloadavg()[0]
     with PeakMemory() as memory:
         summary = run(options, log)

@@ -51,18 +51,20 @@ def in_qgis(vrt: Path, gpkg: Path, model: str, png: Path) -> None:
 
     from planet_terrain_plugin.core.contract import read_contract
     from planet_terrain_plugin.processing.classify_mosaic import style_geopackage
-    from planet_terrain_plugin.qgis_io.export import equivalent_crs
+    from planet_terrain_plugin.qgis_io.layer_info import crs_info
     from scripts import render_map
 
     render_map._ensure_qgis()  # noqa: SLF001 -- the headless QgsApplication of the map renderer
     raster = QgsRasterLayer(str(vrt), vrt.stem)
     style_geopackage(str(gpkg), "terrain_grid", read_contract(model))
     layer = QgsVectorLayer(f"{gpkg}|layername=terrain_grid", "terrain_grid", "ogr")
-    if not (layer.isValid() and equivalent_crs(raster.crs(), layer.crs(), raster.extent())):
+    ours, theirs = crs_info(layer.crs()), crs_info(raster.crs())
+    same = (ours.body, ours.radius_m, ours.degrees) == (theirs.body, theirs.radius_m, theirs.degrees)
+    if not (layer.isValid() and same and raster.extent().contains(layer.extent())):
         raise SystemExit(f"mosaic-demo: QGIS opens '{gpkg}' with CRS '{layer.crs().description()}', not the "
                          f"mosaic's '{raster.crs().description()}'")
     print(f"QGIS opens {gpkg.name}: {layer.featureCount()} cells, CRS '{layer.crs().description() or 'custom'}' "
-          f"equivalent to the mosaic's, style '{layer.renderer().type()}' on '{layer.renderer().classAttribute()}'")
+          f"(the mosaic's body, radius and units), style '{layer.renderer().type()}' on '{layer.renderer().classAttribute()}'")
     render_map.render(vrt, gpkg, png, model,
                       title=f"{vrt.stem}: {layer.featureCount()} cells (batch, Dask)")
     print(f"Wrote {png}")

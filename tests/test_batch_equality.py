@@ -56,9 +56,24 @@ def _same(a, b) -> bool:
 ])
 def test_batch_command_and_classify_grid_find_the_same_cells(terrain_processing, tiny_model, tmp_path, raster,
                                                              params, cli):
+    assert_same_cells(str(raster_path(raster)), params, cli, tiny_model, tmp_path)
+
+
+def test_a_paletted_raster_gives_the_same_cells_too(terrain_processing, tiny_model, tmp_path):
+    from osgeo import gdal
+    from test_bad_input_cli import shuffled_palette, write_paletted_tif
+
+    source = gdal.Open(str(raster_path(APOLLO)))
+    indices, palette = shuffled_palette(source.GetRasterBand(1).ReadAsArray())
+    paletted = write_paletted_tif(tmp_path / "paletted.tif", indices, palette, source.GetGeoTransform(),
+                                  source.GetProjection())
+    assert_same_cells(str(paletted), {"CELL_SIZE": 48, "CELL_UNIT": 1}, ["--cell-px", "48"], tiny_model, tmp_path)
+
+
+def assert_same_cells(path: str, params: dict, cli: list[str], tiny_model, tmp_path) -> None:
+    """classify_grid in this QGIS and the batch command in its own process: every cell and field the same."""
     import processing
 
-    path = str(raster_path(raster))
     qgis_layer = processing.run(GRID, dict(INPUT=path, MODEL=str(tiny_model), OUTPUT="memory:", **params))["OUTPUT"]
     done = run_batch("grid", path, "--out", str(tmp_path / "run"), "--model", str(tiny_model), "--workers", "0",
                      "--partition-cells", "64", *cli)

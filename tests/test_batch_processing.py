@@ -7,7 +7,7 @@ import sqlite3
 from qgis.core import QgsCategorizedSymbolRenderer, QgsRasterLayer, QgsVectorLayer
 
 from conftest import VESTA_DAWN, raster_path
-from planet_terrain_plugin.qgis_io.export import equivalent_crs
+from crs_equivalence import equivalent_crs
 
 MOSAIC = "planet_terrain:classify_mosaic"
 

@@ -18,7 +18,7 @@ from qgis.core import QgsRasterLayer, QgsVectorLayer
 from batch_helpers import partition_rows, run_batch
 from conftest import APOLLO, raster_path
 from paths import REPO
-from planet_terrain_plugin.qgis_io.export import equivalent_crs
+from crs_equivalence import equivalent_crs
 
 RUN_FIELDS = ("created_utc",)
 

@@ -1,7 +1,7 @@
 """The driver of a batch run: plan the partitions, resume from the manifest, fan the rest out over Dask.
 
-A ``LocalCluster`` by default: one worker process per share of the cores, one thread each, and each worker's
-onnxruntime session sized to its share (one session per worker, loaded by its first task). With
+A ``LocalCluster`` by default: one worker process per core, one Dask thread each, and each worker's
+onnxruntime session laid out for its share of the cores (one session per worker, loaded by its first task). With
 ``scheduler`` the run uses an existing cluster instead (``dask-jobqueue`` on HPC, ``dask-ssh``, Kubernetes):
 every worker needs this package, the batch extra and read access to the inputs and the output folder.
 
@@ -44,7 +44,7 @@ class RunOptions:
     provider: str | None = None
     scheduler: str | None = None
     workers: int | None = None
-    threads: int | None = None  # onnxruntime threads per local worker (default: the cores shared out)
+    cores_per_worker: int | None = None  # cores each local worker's session uses (default: shared out)
     batch_size: int = 32
     partition_cells: int = DEFAULT_PARTITION_CELLS
 
@@ -59,7 +59,7 @@ class RunSummary:
     dashboard: str | None
 
 
-def plan_jobs(options: RunOptions, threads: int) -> tuple[dict, list[PartitionJob]]:
+def plan_jobs(options: RunOptions, cores: int) -> tuple[dict, list[PartitionJob]]:
     """The request recorded in the manifest and every partition's job (facts read on the client)."""
     contract = read_contract(options.model)
     created = utc_now()
@@ -81,7 +81,7 @@ def plan_jobs(options: RunOptions, threads: int) -> tuple[dict, list[PartitionJo
         projjson = _projjson(facts)
         for part in parts:
             jobs.append(PartitionJob(facts, size, options.overlap, part, os.path.abspath(options.model),
-                                     options.provider, threads, body, options.threshold, options.batch_size,
+                                     options.provider, cores, body, options.threshold, options.batch_size,
                                      os.path.join(os.path.abspath(options.out), part.key + ".parquet"),
                                      projjson, created, {"cell": [choice.value, choice.unit]}))
     return json.loads(json.dumps(request)), jobs
@@ -98,28 +98,28 @@ def _projjson(facts: RasterFacts) -> dict | None:
         return None
 
 
-def local_layout(workers: int | None, threads: int | None = None) -> tuple[int, int]:
-    """(worker processes, onnxruntime threads each) for a LocalCluster on this machine: one worker per core by
-    default, the cores shared out between the workers unless ``threads`` is given."""
+def local_layout(workers: int | None, cores_per_worker: int | None = None) -> tuple[int, int]:
+    """(worker processes, cores each) for a LocalCluster on this machine: one worker per core by default, the
+    cores shared out between the workers unless ``cores_per_worker`` is given."""
     cores = physical_cores()
     n = max(1, min(workers or cores, cores))
-    return n, threads or max(1, cores // n)
+    return n, cores_per_worker or max(1, cores // n)
 
 
 def run(options: RunOptions, log: Callable[[str], None] = print) -> RunSummary:
     """Classify every partition not yet finished; returns the counts. Raises on a failed partition."""
     started = time.perf_counter()
     if options.scheduler:
-        n_workers, threads = None, 0
+        n_workers, cores = None, 0
     else:
-        n_workers, threads = local_layout(options.workers, options.threads)
-    request, jobs = plan_jobs(options, threads)
+        n_workers, cores = local_layout(options.workers, options.cores_per_worker)
+    request, jobs = plan_jobs(options, cores)
     manifest = open_manifest(options.out, request)
     done = manifest.verified()
     todo = [j for j in jobs if j.partition.key not in done]
     log(f"{len(jobs)} partition(s); {len(done)} already finished, {len(todo)} to run")
     if todo and n_workers and options.workers != 0:
-        log(f"Local cluster: {n_workers} worker process(es) x {threads} onnxruntime thread(s)")
+        log(f"Local cluster: {n_workers} worker process(es), {cores} core(s) each")
     dashboard = None
     if todo:
         if options.workers == 0 and not options.scheduler:  # in this process, no cluster (debugging, tiny runs)

@@ -1,7 +1,7 @@
 """One partition, on one worker: read its cells, classify them with the core, write its GeoParquet file.
 
 Everything a task needs travels in a :class:`PartitionJob` of plain values; the model session is loaded once per
-worker process (``core.session.load_model`` caches it) with the threads the run gave each worker. The chunked
+worker process (``core.session.load_model`` caches it), laid out for the cores the run gave each worker. The chunked
 read -> ``prepare_blocks`` -> ``decide_prepared`` flow and the skip rules are ``classify_grid``'s, so both
 paths give the same cells the same decisions.
 """
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..grid import CellSize, rect_area_m2
-from ..pipeline import decide_prepared, prepare_blocks
+from ..pipeline import decide_prepared, prepare_blocks, run_ahead
 from ..result_schema import COL_FIELD, ROW_FIELD, Provenance, decision_values, result_field_kinds
 from ..session import TerrainModel, load_model
 from .crs import gsd_m
@@ -37,7 +39,7 @@ class PartitionJob:
     partition: Partition
     model_path: str
     provider: str | None
-    threads: int
+    cores: int  # cores this worker's session is laid out for (0: the worker counts its own)
     body: str | None
     threshold: float | None
     batch_size: int
@@ -59,17 +61,26 @@ class _Collected:
 
 
 def run_partition(job: PartitionJob) -> dict:
-    """Classify and write one partition; returns its manifest record (file name, checksum, counts)."""
+    """Classify and write one partition; returns its manifest record (file name, checksum, counts).
+
+    The worker's onnxruntime session is laid out for its share of the cores (``load_model(grid=True)``): the
+    model runs ``layout.workers`` chunks at once on a small pool while this thread reads the next chunks.
+    """
     import rasterio
 
-    model = load_model(job.model_path, job.provider, job.threads, concurrent=True)
+    model = load_model(job.model_path, job.provider, grid=True, cores=job.cores or None)
     kinds = result_field_kinds(model.contract, grid=True)
     out = _Collected(kinds, {name: [] for name, _ in kinds})
     grid = make_grid(job.facts, job.size, job.overlap)
     cells = list(partition_cells(grid, job.partition))
-    with rasterio.Env(GDAL_CACHEMAX=WORKER_BLOCK_CACHE), rasterio.open(job.facts.path) as src:
-        for start in range(0, len(cells), CHUNK_CELLS):
-            _classify_chunk(src, job, model, cells[start:start + CHUNK_CELLS], out)
+    workers = model.layout.workers
+    with rasterio.Env(GDAL_CACHEMAX=WORKER_BLOCK_CACHE), rasterio.open(job.facts.path) as src, \
+            ThreadPoolExecutor(max_workers=workers) as pool:
+        chunks = (_read_chunk(src, job, model, cells[i:i + CHUNK_CELLS], out) for i in range(0, len(cells),
+                                                                                          CHUNK_CELLS))
+        decide = partial(_decide_chunk, model=model, job=job)
+        for reads, results in run_ahead(chunks, decide, pool, depth=workers):
+            _collect(job, model, reads, results, out)
     extra = dict(job.extra, partition=job.partition.key, wkt=job.facts.crs.wkt, source=job.facts.path)
     sha = write_partition(job.out_path, kinds, out.columns, out.boxes, job.projjson, extra)
     return {"partition": job.partition.key, "file": os.path.basename(job.out_path), "sha256": sha,
@@ -77,7 +88,8 @@ def run_partition(job: PartitionJob) -> dict:
             "counts": dict(out.counts), "areas_m2": out.areas}
 
 
-def _classify_chunk(src, job: PartitionJob, model: TerrainModel, cells: list, out: _Collected) -> None:
+def _read_chunk(src, job: PartitionJob, model: TerrainModel, cells: list, out: _Collected) -> tuple[list, object]:
+    """Cells with enough valid pixels (``classify_grid``'s rule) and their preprocessed batch; the rest counted."""
     contract = model.contract
     reads = []
     for cell in cells:
@@ -87,11 +99,18 @@ def _classify_chunk(src, job: PartitionJob, model: TerrainModel, cells: list, ou
             out.nodata += 1
         else:
             reads.append((cell, pixels))
-    if not reads:
-        return
-    batch = prepare_blocks(contract, [p.data for _, p in reads], [p.mask for _, p in reads])
-    results = decide_prepared(model, batch, job.body, job.threshold, job.batch_size)
-    facts = job.facts
+    batch = prepare_blocks(contract, [p.data for _, p in reads], [p.mask for _, p in reads]) if reads else None
+    return reads, batch
+
+
+def _decide_chunk(chunk: tuple[list, object], model: TerrainModel, job: PartitionJob) -> tuple[list, list]:
+    reads, batch = chunk
+    return reads, (decide_prepared(model, batch, job.body, job.threshold, job.batch_size) if reads else [])
+
+
+def _collect(job: PartitionJob, model: TerrainModel, reads: list, results: list, out: _Collected) -> None:
+    """The decided cells' rows (fields, polygon) and the counts per label."""
+    contract, facts = model.contract, job.facts
     xmin, ymin, xmax, ymax = facts.extent
     for (cell, pixels), result in zip(reads, results):
         if result.decision is None:
