@@ -55,3 +55,12 @@ clean: ## Remove build outputs (keeps the venv)
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 -include training.mk
+
+MOSAIC_OUT ?= build/mosaic-demo
+.PHONY: mosaic-demo bench-mosaic
+
+mosaic-demo: venv ## Batch + Dask: a 10k x 10k mosaic of the shared rasters, 2 local workers, killed and resumed, merged to a styled GeoPackage
+	$(PY) -m scripts.mosaic_demo --rasters "$(SHARED)/data/rasters" --out "$(MOSAIC_OUT)" $(MOSAIC_ARGS)
+
+bench-mosaic: venv ## Batch scaling: 1 vs 2 Dask workers on a 10k x 10k mosaic, memory per worker, a killed worker (build/bench-mosaic)
+	$(PY) -m benchmarks.mosaic $(BENCH_ARGS)

@@ -55,6 +55,7 @@ def model_variants() -> dict[str, Path]:
     build/bench). ``make export``'s files in ``runs/default/export`` are used when present.
     ``PLANET_TERRAIN_BENCH_MODELS`` points at another models folder.
     """
+    from export.quantize import upcast_fp16
     from planet_terrain_plugin.core.models import MODELS_DIR, installed_variants
 
     found = installed_variants(Path(os.environ.get("PLANET_TERRAIN_BENCH_MODELS", MODELS_DIR)))
