@@ -18,13 +18,13 @@ export QT_QPA_PLATFORM ?= offscreen
 .PHONY: help sysdeps venv test demo deploy package bench clean
 
 help: ## List the commands
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
 
 sysdeps: ## Install Debian's QGIS 3.22 and friends (apt; skipped when present)
 	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then echo "system packages present"; else \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); fi
 
-$(VENV)/.installed: requirements-dev.txt
+$(VENV)/.installed: requirements-dev.txt requirements-batch.txt
 	@$(MAKE) --no-print-directory sysdeps
 	@test -x $(PY) || $(SYS_PY) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --upgrade pip
