@@ -17,12 +17,17 @@ from .contract import ModelContract
 
 #: The decision's fields, by what they hold; filters, re-labelling and styling use these names.
 LABEL_FIELD, CLASS_ID_FIELD, CONFIDENCE_FIELD, ABSTAINED_FIELD = "label", "class_id", "confidence", "abstained"
+#: Why the label is what it is (``core.calibrate.Reason``: empty for a label, else why ``unknown``), and the
+#: model's out-of-distribution score (NULL for a model without one).
+REASON_FIELD, OOD_SCORE_FIELD = "reason", "ood_score"
 #: Fields before the per-class probabilities.
 HEAD_FIELDS: tuple[tuple[str, str], ...] = (
     (LABEL_FIELD, "string"),
     (CLASS_ID_FIELD, "int"),
     (CONFIDENCE_FIELD, "double"),
     (ABSTAINED_FIELD, "bool"),
+    (REASON_FIELD, "string"),
+    (OOD_SCORE_FIELD, "double"),
 )
 #: Fields after the per-class probabilities: provenance of the decision.
 TAIL_FIELDS: tuple[tuple[str, str], ...] = (
@@ -105,6 +110,9 @@ def decision_values(decision: Decision, contract: ModelContract, provenance: Pro
         CLASS_ID_FIELD: int(decision.class_id),
         CONFIDENCE_FIELD: float(decision.confidence),
         ABSTAINED_FIELD: bool(decision.abstained),
+        REASON_FIELD: decision.reason.value,
+        OOD_SCORE_FIELD: (float(decision.ood_score) if decision.ood_score is not None
+                          and math.isfinite(decision.ood_score) else None),
         "body_renorm": bool(decision.body_renormalised),
     }
     values.update(zip(probability_field_names(contract), (float(p) for p in decision.probs)))

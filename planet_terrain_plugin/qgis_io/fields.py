@@ -15,8 +15,8 @@ from ..core.contract import ModelContract
 # The schema itself is defined once, Qt-free, in core.result_schema (the batch command writes the same fields);
 # these names are re-exported for the QGIS side.
 from ..core.result_schema import (ABSTAINED_FIELD, CLASS_ID_FIELD, COL_FIELD, CONFIDENCE_FIELD,  # noqa: F401
-                                  GSD_SLACK, LABEL_FIELD, ROW_FIELD, Provenance, decision_values, gsd_factor,
-                                  gsd_warning, probability_field_names, utc_now)
+                                  GSD_SLACK, LABEL_FIELD, OOD_SCORE_FIELD, REASON_FIELD, ROW_FIELD, Provenance,
+                                  decision_values, gsd_factor, gsd_warning, probability_field_names, utc_now)
 
 #: QVariant type of each kind of field in core.result_schema.
 QVARIANT_TYPES: dict[str, QVariant.Type] = {"string": QVariant.String, "int": QVariant.Int,
