@@ -22,8 +22,9 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, env=env, timeout=300)
 
 
-def crops(per_class: int, skip: int = 0) -> list[tuple[str, str]]:
-    """Original (not augmented) v3 crops of three classes, ``per_class`` each after the first ``skip``."""
+def crops(per_class: int, skip: int = 0, other: int | None = None) -> list[tuple[str, str]]:
+    """Original (not augmented) v3 crops of three classes, ``per_class`` each after the first ``skip`` (``other``
+    of the background class when given: background is cheap to label, and a head's abstention learns from it)."""
     if not V3.is_dir():
         pytest.fail(f"the shared HiRISE data {V3} is missing")
     seen: dict[int, list[str]] = {k: [] for k in NAMES}
@@ -31,12 +32,13 @@ def crops(per_class: int, skip: int = 0) -> list[tuple[str, str]]:
         name, cid = line.split()
         if int(cid) in seen and name.count("-") == 1:
             seen[int(cid)].append(str(V3 / "map-proj-v3" / name))
-    return [(p, NAMES[k]) for k, paths in seen.items() for p in sorted(paths)[skip:skip + per_class]]
+    counts = {k: other if k == 0 and other is not None else per_class for k in NAMES}
+    return [(p, NAMES[k]) for k, paths in seen.items() for p in sorted(paths)[skip:skip + counts[k]]]
 
 
 def test_teach_then_classify_with_the_head(tmp_path):
     labels = tmp_path / "labels.csv"
-    labels.write_text("image,label\n" + "".join(f"{p},{label}\n" for p, label in crops(8)))
+    labels.write_text("image,label\n" + "".join(f"{p},{label}\n" for p, label in crops(5, other=25)))
     done = cli("teach", str(labels), "--out", str(tmp_path / "dunes"), "--name", "dunes-and-craters",
                "--version", "0.1")
     assert done.returncode == 0, done.stderr
@@ -46,14 +48,14 @@ def test_teach_then_classify_with_the_head(tmp_path):
     head = report["head"]
     model = default_model_path()
     assert json.loads(Path(head).read_text(encoding="utf-8"))["backbone"]["model_name"] == "planet_terrain_resnet50"
-    held_out = [(p, label) for p, label in crops(3, skip=8) if label != "other"]
+    held_out = [(p, label) for p, label in crops(3, skip=5) if label != "other"]
     done = cli("classify", "--model", str(model), "--head", head, *[p for p, _ in held_out])
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert all(set(line["probs"]) == {"crater", "dark dune"} for line in lines)
     assert all((line["model"], line["model_version"]) == ("dunes-and-craters", "0.1") for line in lines)
     right = sum(line["label"] == label for line, (_, label) in zip(lines, held_out))
-    assert right >= len(held_out) - 2, lines  # six unseen crops; the few-shot benchmark measures this properly
+    assert right >= len(held_out) - 2, lines  # five unseen crops; the few-shot benchmark measures this properly
 
 
 def test_teach_refuses_what_it_cannot_use(tmp_path):

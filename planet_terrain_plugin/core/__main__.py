@@ -11,9 +11,10 @@ import argparse
 import sys
 
 from . import classify_cli, teach_cli
+from .batch import cli as batch_cli
 
 #: Modules of the subcommands: each has ``add_parser(subparsers)``, which sets ``run(args) -> exit status``.
-COMMANDS = (classify_cli, teach_cli)
+COMMANDS = (classify_cli, batch_cli, teach_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -230,10 +230,12 @@ def _cv_report(oof: np.ndarray, y: np.ndarray, k: int, temperature: float, backg
     bg_threshold = None
     if background:
         p_bg = softmax(oof, temperature)[:, k]
-        # reject when p_bg > cut: choose the cut balancing background rejected against classes kept
-        cuts = np.concatenate([[0.5], np.unique(p_bg)])
+        # reject when p_bg > cut: the cut that best separates background rejected from classes kept, placed
+        # half-way to the next score so that it does not sit on a training example's score
+        cuts = np.unique(np.concatenate([[0.0, 1.0], p_bg]))
         gain = [np.mean(p_bg[~named] > c) - np.mean(p_bg[named] > c) for c in cuts]
-        bg_threshold = float(cuts[int(np.argmax(gain))])
+        best = int(np.argmax(gain))
+        bg_threshold = float((cuts[best] + cuts[min(best + 1, len(cuts) - 1)]) / 2)
         cv["background_rejected"] = round(float(np.mean(p_bg[~named] > bg_threshold)), 4)
     names = list(cv["examples"])[:k]  # every class has at least n_folds examples
     cv.update(folds=n_folds, accuracy=round(float(np.mean(pred[named] == y[named])), 4),

@@ -17,9 +17,10 @@ import numpy as np
 from qgis.core import QgsFeatureRequest, QgsVectorLayer
 from qgis.PyQt.QtCore import QVariant
 
-from ..core.calibrate import decide_from_probs
+from ..core.calibrate import Reason, decide_from_probs
 from ..core.contract import PROBABILITY_PREFIX, ModelContract
-from .fields import ABSTAINED_FIELD, CLASS_ID_FIELD, LABEL_FIELD, REVIEWED_FIELD, is_reviewed, probability_field_names
+from .fields import (ABSTAINED_FIELD, CLASS_ID_FIELD, LABEL_FIELD, REASON_FIELD, REVIEWED_FIELD, is_reviewed,
+                     probability_field_names)
 
 
 class RelabelError(ValueError):
@@ -58,6 +59,15 @@ def _number(value) -> float:
         return float("nan")
 
 
+def _fixed_reason(stored) -> Reason:
+    """The stored reason when no threshold can change it (out of distribution, ...), else ``Reason.NONE``."""
+    try:
+        reason = Reason(str(stored)) if stored not in (None, QVariant()) else Reason.NONE
+    except ValueError:
+        return Reason.NONE
+    return Reason.NONE if reason in (Reason.NONE, Reason.LOW_CONFIDENCE, Reason.INVALID_OUTPUT) else reason
+
+
 def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: float) -> dict[str, int]:
     """Recompute label, class_id and abstained (confidence is unchanged) for every feature at ``threshold``.
 
@@ -73,21 +83,25 @@ def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: flo
                            "classes); re-labelling needs the probabilities that model stored")
     fields = layer.fields()
     idx_label, idx_id, idx_abst = (fields.indexOf(n) for n in (LABEL_FIELD, CLASS_ID_FIELD, ABSTAINED_FIELD))
+    idx_reason = fields.indexOf(REASON_FIELD)  # -1 in layers made before reasons were stored
     prob_idx = [fields.indexOf(n) for n in probability_field_names(contract)]
     idx_reviewed = fields.indexOf(REVIEWED_FIELD)  # -1 in layers written before reviews existed
     request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(
-        prob_idx + [idx_label, idx_id, idx_abst] + ([idx_reviewed] if idx_reviewed >= 0 else []))
-    ids, rows, current = [], [], []
+        prob_idx + [i for i in (idx_label, idx_id, idx_abst, idx_reason, idx_reviewed) if i >= 0])
+    ids, rows, current, fixed = [], [], [], []
     for feature in layer.getFeatures(request):
         ids.append(feature.id())
         reviewed = idx_reviewed >= 0 and is_reviewed(feature.attribute(idx_reviewed))
         rows.append([math.nan] * len(prob_idx) if reviewed else [_number(feature.attribute(i)) for i in prob_idx])
         current.append((feature.attribute(idx_label), feature.attribute(idx_id), feature.attribute(idx_abst)))
+        fixed.append(_fixed_reason(feature.attribute(idx_reason) if idx_reason >= 0 else None))
     if not ids:
         return {}
     probs = np.array(rows, dtype=np.float64)
     complete = np.isfinite(probs).all(axis=1)
-    decisions = iter(decide_from_probs(probs[complete], contract, threshold)) if complete.any() else iter(())
+    kept = [why for why, ok in zip(fixed, complete) if ok]
+    decisions = iter(decide_from_probs(probs[complete], contract, threshold, fixed=kept)) if complete.any() \
+        else iter(())
     abst_is_bool = fields.at(idx_abst).type() == QVariant.Bool
     counts: Counter[str] = Counter()
     changes: dict[int, dict[int, object]] = {}
@@ -101,6 +115,8 @@ def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: flo
         if label != d.label or _number(class_id) != d.class_id or abstained in (None, QVariant()) \
                 or bool(abstained) != d.abstained:
             changes[fid] = {idx_label: d.label, idx_id: d.class_id, idx_abst: new_abst}
+            if idx_reason >= 0:
+                changes[fid][idx_reason] = d.reason.value
     if changes:
         apply_changes(layer, changes, f"Re-label at threshold {threshold:.3f}")
     return dict(counts)

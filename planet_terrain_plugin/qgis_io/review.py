@@ -16,7 +16,7 @@ from qgis.core import QgsFeatureRequest, QgsField, QgsVectorLayer
 from qgis.PyQt.QtCore import QVariant
 
 from ..core.contract import UNKNOWN_ID, UNKNOWN_LABEL, ModelContract
-from .fields import (ABSTAINED_FIELD, CLASS_ID_FIELD, LABEL_FIELD, REVIEW_FIELDS, REVIEWED_BY_FIELD,
+from .fields import (ABSTAINED_FIELD, CLASS_ID_FIELD, LABEL_FIELD, REASON_FIELD, REVIEW_FIELDS, REVIEWED_BY_FIELD,
                      REVIEWED_FIELD, REVIEWED_LABEL_FIELD, REVIEWED_UTC_FIELD, is_reviewed, utc_now)
 from .relabel import RelabelError, apply_changes
 
@@ -60,7 +60,7 @@ def review_features(layer: QgsVectorLayer, feature_ids: Iterable[int], label: st
         raise ReviewError(f"the layer '{layer.name()}' has no '{LABEL_FIELD}' field; review a Terrain classes layer")
     ensure_review_fields(layer)
     fields = layer.fields()
-    idx = {name: fields.indexOf(name) for name in (LABEL_FIELD, CLASS_ID_FIELD, ABSTAINED_FIELD,
+    idx = {name: fields.indexOf(name) for name in (LABEL_FIELD, CLASS_ID_FIELD, ABSTAINED_FIELD, REASON_FIELD,
                                                    REVIEWED_LABEL_FIELD, REVIEWED_FIELD, REVIEWED_BY_FIELD,
                                                    REVIEWED_UTC_FIELD)}
     ids_by_name = {c.name: c.id for c in contract.classes} if contract is not None else {}
@@ -77,6 +77,8 @@ def review_features(layer: QgsVectorLayer, feature_ids: Iterable[int], label: st
                 values[idx[CLASS_ID_FIELD]] = UNKNOWN_ID if verdict == UNKNOWN_LABEL else ids_by_name.get(verdict)
             if idx[ABSTAINED_FIELD] >= 0:
                 values[idx[ABSTAINED_FIELD]] = verdict == UNKNOWN_LABEL
+            if idx[REASON_FIELD] >= 0 and verdict != UNKNOWN_LABEL:
+                values[idx[REASON_FIELD]] = ""  # a label is given: no reason to abstain
         changes[feature.id()] = {k: v for k, v in values.items() if k >= 0}
     if changes:
         apply_changes(layer, changes, f"Review {len(changes)} feature(s)")
