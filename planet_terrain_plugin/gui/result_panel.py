@@ -2,8 +2,9 @@
 
 The legend counts the layer's cells per class in the palette's colours; moving the threshold re-labels the
 layer from its stored probabilities (``qgis_io.relabel``) without running the model; a layer whose cells' ground
-pixel size is far outside the model's trained range gets a warning, shown once per layer; Export… writes the
-layer to a file (``qgis_io.export``; the format follows the extension), optionally only its confident cells.
+pixel size is far outside the model's trained range gets a warning under the legend (the run's one message
+carries the same scale note); Export… writes the layer to a file (``qgis_io.export``; the format follows the
+extension), optionally only its confident cells.
 """
 from __future__ import annotations
 
@@ -23,15 +24,7 @@ from ..processing.export_labeled_layer import FILE_FILTER
 from ..qgis_io import export, relabel
 from ..qgis_io.fields import gsd_factor
 from ..qgis_io.style import class_colour
-
-#: A result whose cells are this many times coarser (or finer) than the model's range gets a warning.
-GSD_WARN_FACTOR = 2.0
-
-
-def format_factor(factor: float) -> str:
-    """'40x coarser' / '3.5x finer' for a :func:`qgis_io.fields.gsd_factor` ratio."""
-    ratio, word = (factor, "coarser") if factor >= 1 else (1.0 / factor, "finer")
-    return f"{ratio:.0f}x {word}" if ratio >= 10 else f"{ratio:.1f}x {word}"
+from .messages import scale_note
 
 
 def worst_gsd(layer: QgsVectorLayer, contract: ModelContract) -> tuple[float, float] | None:
@@ -72,7 +65,6 @@ class ResultPanel(QGroupBox):
         self.message = message
         self.contract: ModelContract | None = None
         self.threshold = 0.0
-        self._gsd_warned: set[str] = set()
         layout = QVBoxLayout(self)
         self.result_combo = QgsMapLayerComboBox(self)
         self.result_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
@@ -149,19 +141,10 @@ class ResultPanel(QGroupBox):
         if layer is None or self.contract is None:
             return
         worst = worst_gsd(layer, self.contract)
-        if worst is None:
-            return
-        factor, gsd = worst
-        if max(factor, 1.0 / factor) < GSD_WARN_FACTOR:
-            return
-        lo, hi = self.contract.gsd_range_m
-        text = (f"'{layer.name()}': cells are {format_factor(factor)} than the training images ({gsd:.3g} m/px; "
-                f"the model knows {lo:g}–{hi:g} m/px). Treat the labels with care.")
-        self.warning_label.setText(text)
-        self.warning_label.show()
-        if layer.id() not in self._gsd_warned:
-            self._gsd_warned.add(layer.id())
-            self.message(text, Qgis.Warning)
+        note = scale_note(worst[1], self.contract.gsd_range_m) if worst is not None else ""
+        if note:
+            self.warning_label.setText(f"Treat the labels with care: {note}.")
+            self.warning_label.show()
 
     # -- threshold -------------------------------------------------------------------------------------------
     def relabel(self, threshold: float) -> None:

@@ -1,0 +1,38 @@
+"""What the panel says when a grid run ends: one line with the cells kept, their labels and the scale note, or
+why no cell was classified and the cell size to try instead of an empty layer."""
+from __future__ import annotations
+
+from qgis.core import QgsRasterLayer, QgsVectorLayer
+
+from ..core.contract import ModelContract
+from ..core.limits import MIN_EXTENT_PIXELS
+from ..qgis_io import relabel
+from .messages import scale_note
+from .result_panel import worst_gsd
+
+
+def grid_message(layer: QgsVectorLayer, contract: ModelContract, cancelled: bool) -> str:
+    """'N cell(s) classified (labels); scale note', or what a cancelled run kept."""
+    counts = relabel.label_counts(layer)
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    count = layer.featureCount()
+    head = (f"Classification cancelled; kept the {count} cell(s) classified so far" if cancelled
+            else f"{count} cell(s) classified")
+    worst = worst_gsd(layer, contract)
+    scale = scale_note(worst[1], contract.gsd_range_m) if worst is not None else ""
+    return f"{head} ({summary})" + (f"; {scale}" if scale else "")
+
+
+def empty_grid_message(results: dict, raster: QgsRasterLayer | None) -> str:
+    """Why a grid gave no cell (from the run's counts) and a cell size, in pixels, that gives some."""
+    total = int(results.get("CELLS_TOTAL") or 0)
+    nodata, outside = int(results.get("CELLS_NODATA") or 0), int(results.get("CELLS_OUTSIDE") or 0)
+    size, unit = results.get("CELL_SIZE_USED"), results.get("CELL_UNIT_USED") or ""
+    cells = f"cells of {size:g} {unit}" if isinstance(size, (int, float)) else "cells"
+    why = f"the grid has {total} {cells}: {nodata} mostly nodata or off the raster"
+    if outside:
+        why += f", {outside} outside the polygons"
+    shorter = min(raster.width(), raster.height()) if raster is not None and raster.isValid() else 0
+    advice = (f"try a cell size of {max(MIN_EXTENT_PIXELS, shorter // 2)} pixels or less" if shorter
+              else "try smaller cells")
+    return f"No cell was classified: {why}. No layer was added; {advice}."
