@@ -16,7 +16,7 @@ from qgis.core import Qgis, QgsFeatureRequest, QgsMapLayerProxyModel, QgsProject
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QIcon, QPixmap
-from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QGroupBox, QHBoxLayout, QHeaderView,
+from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QGroupBox, QHeaderView,
                                  QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..core.contract import UNKNOWN_LABEL, ModelContract
@@ -76,24 +76,27 @@ class ResultPanel(QGroupBox):
         self.legend.setHorizontalHeaderLabels(["Class", "Cells"])
         self.legend.verticalHeader().setVisible(False)
         self.legend.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.legend.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        self.legend.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.legend.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.legend.setSelectionMode(QAbstractItemView.NoSelection)
         self.legend.setMinimumHeight(150)
         layout.addWidget(self.legend, 1)
         self.total_label = QLabel(self)
+        self.total_label.setWordWrap(True)
         layout.addWidget(self.total_label)
         self.warning_label = QLabel(self)
         self.warning_label.setWordWrap(True)
         self.warning_label.setStyleSheet("color: #b35900;")
         self.warning_label.hide()
         layout.addWidget(self.warning_label)
-        export_row = QHBoxLayout()
-        self.confident_only = QCheckBox("Only confident cells", self)
+        self.confident_only = QCheckBox("Confident only", self)
+        self.confident_only.setToolTip("Export only the cells that did not abstain (not 'unknown')")
         self.export_button = QPushButton("Export…", self)
+        self.export_button.setToolTip("Write the result layer to a file (GeoPackage, Shapefile, GeoJSON, …)")
         self.export_button.clicked.connect(self.export_result)
-        export_row.addWidget(self.confident_only)
-        export_row.addWidget(self.export_button)
-        layout.addLayout(export_row)
+        layout.addWidget(self.confident_only)
+        layout.addWidget(self.export_button)
 
     # -- the result layer ------------------------------------------------------------------------------------
     def result_layer(self) -> QgsVectorLayer | None:

@@ -59,6 +59,7 @@ class RunPanel(QGroupBox):
         super().__init__("Classify", parent)
         self.model: TerrainModel | None = None  # the dock's: for the default cell size
         form = QFormLayout(self)
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # a narrow dock puts each field under its label
         self.layer_combo = QgsMapLayerComboBox(self)
         self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.layer_combo.layerChanged.connect(self.raster_changed)
@@ -72,14 +73,16 @@ class RunPanel(QGroupBox):
         self.polygon_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
         self.polygon_combo.setAllowEmptyLayer(True)
         self.polygon_combo.setLayer(None)
-        self.selected_only = QCheckBox("Selected features only", self)
+        self.selected_only = QCheckBox("Selected only", self)
+        self.selected_only.setToolTip("Classify only under the selected features of the polygon layer")
         form.addRow("Polygons", self.polygon_combo)
-        form.addRow("", self.selected_only)
-        form.addRow("Cell size", self._cell_row())
+        form.addRow(self.selected_only)
+        self._add_cell_rows(form)
         form.addRow("Threshold", self._threshold_row())
         buttons = QHBoxLayout()
         self.run_button = QPushButton("Run", self)
         self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Stop the run; a grid keeps the cells classified so far")
         self.cancel_button.setEnabled(False)
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -90,18 +93,19 @@ class RunPanel(QGroupBox):
         form.addRow(self.progress)
         self._mode_changed()
 
-    def _cell_row(self) -> QHBoxLayout:
-        row = QHBoxLayout()
+    def _add_cell_rows(self, form: QFormLayout) -> None:
+        """The cell size and its unit, one row each (side by side they would not fit a narrow dock)."""
         self.cell_size_spin = QDoubleSpinBox(self)
-        self.cell_size_spin.setRange(0.0, 1e9)
-        self.cell_size_spin.setDecimals(2)
+        self.cell_size_spin.setRange(0.0, 1e6)
+        self.cell_size_spin.setDecimals(1)
         self.cell_size_spin.setSpecialValueText("auto")
+        self.cell_size_spin.setToolTip("Size of a grid cell, in metres on the ground or in source pixels; "
+                                       "auto: the model's input size, or more on a fine raster")
         self.cell_unit_combo = QComboBox(self)
         self.cell_unit_combo.addItems(list(CELL_UNITS))
         self.cell_unit_combo.setCurrentText("pixels")
-        row.addWidget(self.cell_size_spin, 1)
-        row.addWidget(self.cell_unit_combo)
-        return row
+        form.addRow("Cell size", self.cell_size_spin)
+        form.addRow("Unit", self.cell_unit_combo)
 
     def _threshold_row(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -109,7 +113,8 @@ class RunPanel(QGroupBox):
         self.threshold_slider.setRange(0, SLIDER_STEPS)
         self.threshold_slider.setPageStep(SLIDER_STEPS // 20)
         self.threshold_label = QLabel(self)
-        self.threshold_label.setMinimumWidth(40)
+        self.threshold_slider.setToolTip("Below this confidence a cell is labelled 'unknown'; moving it "
+                                         "re-labels the current result without running the model again")
         self.threshold_slider.valueChanged.connect(self._threshold_moved)
         self.threshold_slider.sliderReleased.connect(lambda: self.thresholdChanged.emit(self.threshold()))
         row.addWidget(self.threshold_slider, 1)
@@ -147,7 +152,9 @@ class RunPanel(QGroupBox):
         self.selected_only.setEnabled(polygons)
         self.cell_size_spin.setEnabled(grid)
         self.cell_unit_combo.setEnabled(grid)
-        self.run_button.setText("Run" if grid else "Draw a rectangle")
+        self.run_button.setText("Run" if grid else "Draw")
+        self.run_button.setToolTip("Classify the grid" if grid else
+                                   "Drag a rectangle over the raster on the map to classify it (Esc cancels)")
 
     def raster_changed(self, *_args) -> None:
         """Offer the default cell size of the chosen raster."""

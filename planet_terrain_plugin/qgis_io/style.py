@@ -1,12 +1,16 @@
-"""The look of result layers: one fixed colour per class, ``unknown`` in grey, categorised by the label field.
+"""The look of result layers: one fixed colour per class, ``unknown`` hatched, categorised by the label field.
 
 Fixed colours (not a random ramp) so a crater is the same colour in every layer, project and screenshot.
+``unknown`` keeps its grey in the legend but is drawn with a light outline and a diagonal hatch: a grey fill
+alone vanishes on grey lunar and Martian images.
 """
 from __future__ import annotations
 
 import hashlib
 
-from qgis.core import QgsCategorizedSymbolRenderer, QgsFillSymbol, QgsRendererCategory, QgsVectorLayer
+from qgis.core import (QgsCategorizedSymbolRenderer, QgsFillSymbol, QgsLinePatternFillSymbolLayer,
+                       QgsRendererCategory, QgsVectorLayer)
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor
 
 from ..core.contract import HIRISE_LANDFORMS, UNKNOWN_LABEL, ModelContract
@@ -20,6 +24,9 @@ if len(LANDFORM_COLOURS) != len(HIRISE_LANDFORMS):
 PALETTE: dict[str, str] = {**{c.name: colour for c, colour in zip(HIRISE_LANDFORMS, LANDFORM_COLOURS)},
                            UNKNOWN_LABEL: "#9e9e9e"}
 FILL_ALPHA = 90  # of 255: the raster stays readable under the polygons
+#: How ``unknown`` stands out on grey images: a near-white outline and hatch, over the palette's grey.
+UNKNOWN_LINE = "#f5f5f5"
+UNKNOWN_HATCH_MM = 2.0  # distance between hatch lines
 
 
 def class_colour(name: str) -> QColor:
@@ -39,10 +46,25 @@ def _symbol(colour: QColor) -> QgsFillSymbol:
     return symbol
 
 
+def _unknown_symbol() -> QgsFillSymbol:
+    """A light outline and a diagonal hatch over a faint grey fill: visible on dark and on grey images."""
+    symbol = _symbol(class_colour(UNKNOWN_LABEL))
+    symbol.symbolLayer(0).setStrokeColor(QColor(UNKNOWN_LINE))
+    symbol.symbolLayer(0).setStrokeWidth(0.6)
+    symbol.symbolLayer(0).setStrokeStyle(Qt.DashLine)
+    hatch = QgsLinePatternFillSymbolLayer()
+    hatch.setLineAngle(45)
+    hatch.setDistance(UNKNOWN_HATCH_MM)
+    hatch.setColor(QColor(UNKNOWN_LINE))
+    hatch.setLineWidth(0.3)
+    symbol.appendSymbolLayer(hatch)
+    return symbol
+
+
 def categorized_renderer(contract: ModelContract) -> QgsCategorizedSymbolRenderer:
     """Categories for every class of ``contract`` plus ``unknown``, on the label field."""
-    labels = list(contract.class_names) + [UNKNOWN_LABEL]
-    categories = [QgsRendererCategory(label, _symbol(class_colour(label)), label) for label in labels]
+    categories = [QgsRendererCategory(label, _symbol(class_colour(label)), label) for label in contract.class_names]
+    categories.append(QgsRendererCategory(UNKNOWN_LABEL, _unknown_symbol(), UNKNOWN_LABEL))
     return QgsCategorizedSymbolRenderer(LABEL_FIELD, categories)
 
 
