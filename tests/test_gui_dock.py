@@ -199,7 +199,7 @@ def test_gsd_warning_is_in_the_runs_one_message_and_under_the_legend(dock, apoll
     assert all(f["gsd_warn"] is True for f in layer.getFeatures())  # 177 m/px vs the model's 0.25-6 m
     factor = f"{gsd / 6.0:.0f}x coarser"
     (message,) = bar.get_messages(Qgis.Success)  # one message per run: the scale note rides on it
-    assert f"{factor} than the model knows" in message and bar.get_messages(Qgis.Warning) == []
+    assert f"{factor} than the model's" in message and bar.get_messages(Qgis.Warning) == []
     assert dock.result_box.warning_label.isVisibleTo(dock) and factor in dock.result_box.warning_label.text()
     # moving the threshold, or choosing the layer again, adds no message; the label follows the layer
     dock.run_box.threshold_slider.setValue(500)
@@ -365,7 +365,7 @@ def test_a_broken_model_file_is_named_in_the_panel(plugin, no_model_setting, bro
     plugin.dock_action.trigger()
     dock = plugin.dock
     assert dock.model is None and dock.model_box.install_button.isVisibleTo(dock)
-    text = dock.model_box.label.text()
+    text = dock.model_box.label.text().replace("\u200b", "")  # the label may break long paths
     assert "could not be loaded" in text and "planet_terrain.temperature" in text and str(broken_model) in text
 
 

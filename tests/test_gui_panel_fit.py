@@ -13,21 +13,45 @@ from qgis.core import QgsApplication, QgsProject
 from qgis.PyQt.QtCore import QPoint
 from qgis.PyQt.QtWidgets import QAbstractButton, QComboBox, QLabel, QScrollArea, QWidget
 
-from conftest import APOLLO
+from model_factory import write_valid_model
 from planet_terrain_plugin.core.contract import UNKNOWN_LABEL
 from planet_terrain_plugin.gui import run_panel
+from planet_terrain_plugin.qgis_io.model_choice import install_model_setting
 from planet_terrain_plugin.qgis_io.style import categorized_renderer
 from test_gui_dock import apollo, choose, dock, no_model_setting, plugin, run_and_wait  # noqa: F401
 
 DOCK_WIDTH = 280
 LONG_NAME = "ESP_012345_1234_RED_A_01_ORTHO_mosaic_of_the_landing_site_reprojected_equirectangular_v3"
+#: As long as the shipped model's name, in one word: it must wrap, not widen the panel.
+LONG_MODEL_NAME = "planet_terrain_resnet50_mars_moon_vesta"
 
 
-def show_at(dock, width: int, font_scale: float = 1.0) -> QScrollArea:
-    """Float the dock at ``width`` px (``font_scale`` times the application font) and lay it out."""
+@pytest.fixture(params=[1.0, 1.5], ids=["font 1x", "font 1.5x"])
+def app_font(request, qgis_app):
+    """The application font scaled before the plugin builds its panel (as QGIS's font-size option does)."""
+    before = QgsApplication.font()
     font = QgsApplication.font()
-    font.setPointSizeF(font.pointSizeF() * font_scale)
-    dock.setFont(font)
+    font.setPointSizeF(font.pointSizeF() * request.param)
+    QgsApplication.setFont(font)
+    yield request.param
+    QgsApplication.setFont(before)
+
+
+@pytest.fixture
+def long_named_model(tmp_path):
+    return write_valid_model(tmp_path / "long.onnx", model_name=LONG_MODEL_NAME)
+
+
+@pytest.fixture
+def fit_dock(app_font, plugin, no_model_setting, long_named_model):
+    install_model_setting(str(long_named_model))
+    plugin.dock_action.trigger()
+    assert LONG_MODEL_NAME in plugin.dock.model_box.label.text().replace("\u200b", "")
+    return plugin.dock
+
+
+def show_at(dock, width: int) -> QScrollArea:
+    """Float the dock at ``width`` px and lay it out."""
     dock.setFloating(True)
     dock.resize(width, 1000)
     dock.show()
@@ -66,23 +90,22 @@ def long_named(apollo):
     return apollo
 
 
-@pytest.mark.parametrize("font_scale", [1.0, 1.5])
-def test_the_panel_fits_280_px_before_a_run(dock, long_named, font_scale):
+def test_the_panel_fits_280_px_before_a_run(fit_dock, long_named):
     for mode, _ in run_panel.MODES:
-        choose(dock, long_named, mode)
-        scroll = show_at(dock, DOCK_WIDTH, font_scale)
+        choose(fit_dock, long_named, mode)
+        scroll = show_at(fit_dock, DOCK_WIDTH)
         assert clipped(scroll) == [], (mode, "\n".join(clipped(scroll)))
-    assert dock.run_box.cell_size_spin.isVisibleTo(dock) and dock.run_box.cell_unit_combo.isVisibleTo(dock)
+    box = fit_dock.run_box
+    assert box.cell_size_spin.isVisibleTo(fit_dock) and box.cell_unit_combo.isVisibleTo(fit_dock)
 
 
-@pytest.mark.parametrize("font_scale", [1.0, 1.5])
-def test_the_panel_fits_280_px_after_a_grid_run(dock, long_named, font_scale):
-    choose(dock, long_named, run_panel.MODE_GRID_LAYER, 20000, "metres")
-    show_at(dock, DOCK_WIDTH, font_scale)
-    assert run_and_wait(dock)
-    scroll = show_at(dock, DOCK_WIDTH, font_scale)
-    assert dock.result_box.warning_label.isVisibleTo(dock) and dock.result_box.legend.rowCount() > 0
-    assert clipped(scroll) == []
+def test_the_panel_fits_280_px_after_a_grid_run(fit_dock, long_named):
+    choose(fit_dock, long_named, run_panel.MODE_GRID_LAYER, 20000, "metres")
+    show_at(fit_dock, DOCK_WIDTH)
+    assert run_and_wait(fit_dock)
+    scroll = show_at(fit_dock, DOCK_WIDTH)
+    assert fit_dock.result_box.warning_label.isVisibleTo(fit_dock) and fit_dock.result_box.legend.rowCount() > 0
+    assert clipped(scroll) == [], "\n".join(clipped(scroll))
 
 
 def test_the_model_box_speaks_plain_words_with_details_in_tooltips(dock):

@@ -30,7 +30,7 @@ from ..processing.classify_grid import too_many_cells_message
 from ..processing.grid_plan import GRID_ALGORITHM, count_cells
 from ..qgis_io.style import apply_style
 from .controller import TITLE, body_setting
-from .grid_outcome import empty_grid_message, grid_message
+from .grid_outcome import class_summary, empty_grid_message, grid_message
 from .messages import RunMessages, duration_words, eta_text
 from .model_panel import ModelPanel
 from .result_panel import ResultPanel
@@ -93,7 +93,7 @@ class TerrainDock(QgsDockWidget):
         for combo in (self.run_box.layer_combo, self.run_box.mode_combo, self.run_box.polygon_combo,
                       self.result_box.result_combo):
             combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(12)  # long layer names must not widen the panel
+            combo.setMinimumContentsLength(8)  # long layer names are elided: they must not widen the panel
         scroll.setFrameShape(QFrame.NoFrame)
         scroll.setWidget(body)
         self.setWidget(scroll)
@@ -255,7 +255,7 @@ class TerrainDock(QgsDockWidget):
         polygons.setExceptedLayerList(polygons.exceptedLayerList() + [layer])
         self.result_box.show_layer(layer)  # legend and gsd warning
         self.message(grid_message(layer, contract, run.was_canceled),
-                     Qgis.Info if run.was_canceled else Qgis.Success)
+                     Qgis.Info if run.was_canceled else Qgis.Success, class_summary(layer))
 
     def _extent_run_started(self, run: AlgorithmRun) -> None:
         """Controller listener: a rectangle is being classified; the progress bar and Cancel follow its run."""

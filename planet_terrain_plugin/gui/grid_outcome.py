@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qgis.core import QgsRasterLayer, QgsVectorLayer
 
-from ..core.contract import ModelContract
+from ..core.contract import UNKNOWN_LABEL, ModelContract
 from ..core.limits import MIN_EXTENT_PIXELS
 from ..qgis_io import relabel
 from .messages import scale_note
@@ -12,15 +12,19 @@ from .result_panel import worst_gsd
 
 
 def grid_message(layer: QgsVectorLayer, contract: ModelContract, cancelled: bool) -> str:
-    """'N cell(s) classified (labels); scale note', or what a cancelled run kept."""
-    counts = relabel.label_counts(layer)
-    summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    """'N cell(s) classified, U unknown; scale note', or what a cancelled run kept."""
     count = layer.featureCount()
+    unknown = relabel.label_counts(layer).get(UNKNOWN_LABEL, 0)
     head = (f"Classification cancelled; kept the {count} cell(s) classified so far" if cancelled
             else f"{count} cell(s) classified")
     worst = worst_gsd(layer, contract)
     scale = scale_note(worst[1], contract.gsd_range_m) if worst is not None else ""
-    return f"{head} ({summary})" + (f"; {scale}" if scale else "")
+    return f"{head}, {unknown} unknown" + (f"; {scale}" if scale else "")
+
+
+def class_summary(layer: QgsVectorLayer) -> str:
+    """'crater: 22, impact ejecta: 6, unknown: 50' (the log's details; the legend shows the same)."""
+    return ", ".join(f"{k}: {v}" for k, v in sorted(relabel.label_counts(layer).items()))
 
 
 def empty_grid_message(results: dict, raster: QgsRasterLayer | None) -> str:

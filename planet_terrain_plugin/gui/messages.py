@@ -59,12 +59,13 @@ def format_factor(factor: float) -> str:
 
 
 def scale_note(gsd_m: float, gsd_range_m: tuple[float, float]) -> str:
-    """A short note when ``gsd_m`` is far outside the model's range ('' when it is near or unknown)."""
+    """'14x coarser than the model's 0.5–12 m/px' when ``gsd_m`` is far outside the model's range ('' when it is
+    near or unknown)."""
     factor = gsd_factor(gsd_m, gsd_range_m)
     if not math.isfinite(factor) or max(factor, 1.0 / factor) < GSD_WARN_FACTOR:
         return ""
     lo, hi = gsd_range_m
-    return f"{gsd_m:.3g} m/px, {format_factor(factor)} than the model knows ({lo:g}–{hi:g} m/px)"
+    return f"{format_factor(factor)} than the model's {lo:g}–{hi:g} m/px"
 
 
 def duration_words(seconds: float) -> str:

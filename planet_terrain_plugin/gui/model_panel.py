@@ -20,6 +20,7 @@ from ..qgis_io.model_choice import SETTING_PROVIDER, load_run_model, provider_se
 from .messages import provider_words
 
 PROVIDER_CHOICES = ("auto",) + tuple(PROVIDER_ALIASES)
+ZERO_WIDTH_SPACE = "\u200b"
 
 
 def choice_words(choice: str) -> str:
@@ -27,9 +28,18 @@ def choice_words(choice: str) -> str:
     return "Automatic" if choice == "auto" else provider_words(PROVIDER_ALIASES[choice])
 
 
+def breakable(text: str) -> str:
+    """``text`` escaped for rich text, with a zero-width space after each _ and / so long names and paths wrap
+    in a narrow panel instead of widening it (Qt breaks lines at spaces and hyphens only)."""
+    escaped = html.escape(text)
+    for char in "_/":
+        escaped = escaped.replace(char, char + ZERO_WIDTH_SPACE)
+    return escaped
+
+
 def describe(model: TerrainModel) -> str:
     """The model as rich text, in plain words; every value is escaped (file metadata is never markup)."""
-    c, e = model.contract, html.escape
+    c, e = model.contract, breakable
     lo, hi = c.gsd_range_m
     return (f"<b>{e(c.model_name)}</b> {e(c.model_version)}<br>"
             f"Classes: {e(', '.join(c.class_names))}<br>"
@@ -39,7 +49,8 @@ def describe(model: TerrainModel) -> str:
 
 def details(model: TerrainModel) -> str:
     """The figures behind the variant and onnxruntime's account of the provider (the label's tooltip)."""
-    return (f"Variant: {variant_note(model.contract, model.provider)}\n"
+    return (f"{model.contract.model_name} {model.contract.model_version}\n"
+            f"Variant: {variant_note(model.contract, model.provider)}\n"
             f"onnxruntime: {model.provider_note}\nFile: {model.path}")
 
 
@@ -88,7 +99,7 @@ class ModelPanel(QGroupBox):
         except (ContractError, ImportError, ValueError, RuntimeError, OSError) as exc:
             self.model_error = f"The model could not be loaded: {exc}"
         if self.model is None:
-            self.label.setText(html.escape(self.model_error))
+            self.label.setText(breakable(self.model_error))
             self.label.setToolTip("")
             self.install_button.show()
         else:

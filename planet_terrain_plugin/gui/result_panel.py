@@ -134,7 +134,9 @@ class ResultPanel(QGroupBox):
             swatch.fill(QColor(class_colour(label)))
             count = QTableWidgetItem(str(counts[label]))
             count.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
-            self.legend.setItem(row, 0, QTableWidgetItem(QIcon(swatch), label))
+            name = QTableWidgetItem(QIcon(swatch), label)
+            name.setToolTip(label)  # a narrow panel elides long class names
+            self.legend.setItem(row, 0, name)
             self.legend.setItem(row, 1, count)
         self.total_label.setText(f"{sum(counts.values())} cell(s) at threshold {self.threshold:.3f}")
 
@@ -146,7 +148,7 @@ class ResultPanel(QGroupBox):
         worst = worst_gsd(layer, self.contract)
         note = scale_note(worst[1], self.contract.gsd_range_m) if worst is not None else ""
         if note:
-            self.warning_label.setText(f"Treat the labels with care: {note}.")
+            self.warning_label.setText(f"Treat the labels with care: cells of {worst[1]:.3g} m/px are {note}.")
             self.warning_label.show()
 
     # -- threshold -------------------------------------------------------------------------------------------

@@ -26,11 +26,16 @@ from .run_params import GridChoice
 #: Modes, in the order of the mode combo box.
 MODE_EXTENT, MODE_GRID_LAYER, MODE_GRID_CANVAS, MODE_POLYGONS = "extent", "grid_layer", "grid_canvas", "polygons"
 MODES: tuple[tuple[str, str], ...] = (
-    (MODE_EXTENT, "Drag a rectangle on the map"),
-    (MODE_GRID_LAYER, "Grid over the layer extent"),
-    (MODE_GRID_CANVAS, "Grid over the canvas extent"),
+    (MODE_EXTENT, "Drag a rectangle"),
+    (MODE_GRID_LAYER, "Grid over the layer"),
+    (MODE_GRID_CANVAS, "Grid over the map view"),
     (MODE_POLYGONS, "Grid under polygons"),
 )
+#: What each mode does, in its tooltip.
+MODE_TIPS = {MODE_EXTENT: "Drag a rectangle on the map over the raster; each rectangle is classified as one image",
+             MODE_GRID_LAYER: "Cover the whole raster with a grid of cells and classify each cell",
+             MODE_GRID_CANVAS: "Cover what the map canvas shows with a grid of cells and classify each cell",
+             MODE_POLYGONS: "Classify the grid cells under the polygons of a layer (all, or only the selected)"}
 #: Threshold slider steps (0..1 in thousandths).
 SLIDER_STEPS = 1000
 
@@ -67,6 +72,7 @@ class RunPanel(QGroupBox):
         self.mode_combo = QComboBox(self)
         for key, title in MODES:
             self.mode_combo.addItem(title, key)
+            self.mode_combo.setItemData(self.mode_combo.count() - 1, MODE_TIPS[key], Qt.ToolTipRole)
         self.mode_combo.currentIndexChanged.connect(self._mode_changed)
         form.addRow("Mode", self.mode_combo)
         self.polygon_combo = QgsMapLayerComboBox(self)
