@@ -26,7 +26,8 @@ PALETTE: dict[str, str] = {**{c.name: colour for c, colour in zip(HIRISE_LANDFOR
 FILL_ALPHA = 90  # of 255: the raster stays readable under the polygons
 #: How ``unknown`` stands out on grey images: a near-white outline and hatch, over the palette's grey.
 UNKNOWN_LINE = "#f5f5f5"
-UNKNOWN_HATCH_MM = 2.0  # distance between hatch lines
+UNKNOWN_HATCH_MM = 3.0  # distance between hatch lines
+UNKNOWN_HATCH_ALPHA = 170  # of 255: the terrain under the hatch stays readable
 
 
 def class_colour(name: str) -> QColor:
@@ -55,8 +56,10 @@ def _unknown_symbol() -> QgsFillSymbol:
     hatch = QgsLinePatternFillSymbolLayer()
     hatch.setLineAngle(45)
     hatch.setDistance(UNKNOWN_HATCH_MM)
-    hatch.setColor(QColor(UNKNOWN_LINE))
-    hatch.setLineWidth(0.3)
+    hatch_colour = QColor(UNKNOWN_LINE)
+    hatch_colour.setAlpha(UNKNOWN_HATCH_ALPHA)
+    hatch.setColor(hatch_colour)
+    hatch.setLineWidth(0.25)
     symbol.appendSymbolLayer(hatch)
     return symbol
 
