@@ -18,13 +18,13 @@ export QT_QPA_PLATFORM ?= offscreen
 .PHONY: help sysdeps venv test demo deploy package bench clean
 
 help: ## List the commands
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
 
 sysdeps: ## Install Debian's QGIS 3.22 and friends (apt; skipped when present)
 	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then echo "system packages present"; else \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); fi
 
-$(VENV)/.installed: requirements-dev.txt
+$(VENV)/.installed: requirements-dev.txt requirements-batch.txt
 	@$(MAKE) --no-print-directory sysdeps
 	@test -x $(PY) || $(SYS_PY) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -55,3 +55,12 @@ clean: ## Remove build outputs (keeps the venv)
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 -include training.mk
+
+MOSAIC_OUT ?= build/mosaic-demo
+.PHONY: mosaic-demo bench-mosaic
+
+mosaic-demo: venv ## Batch + Dask: a 10k x 10k mosaic of the shared rasters, 2 local workers, killed and resumed, merged to a styled GeoPackage
+	$(PY) -m scripts.mosaic_demo --rasters "$(SHARED)/data/rasters" --out "$(MOSAIC_OUT)" $(MOSAIC_ARGS)
+
+bench-mosaic: venv ## Batch scaling: 1 vs 2 Dask workers on a 10k x 10k mosaic, memory per worker, a killed worker (build/bench-mosaic)
+	$(PY) -m benchmarks.mosaic $(BENCH_ARGS)

@@ -55,6 +55,7 @@ def model_variants() -> dict[str, Path]:
     build/bench). ``make export``'s files in ``runs/default/export`` are used when present.
     ``PLANET_TERRAIN_BENCH_MODELS`` points at another models folder.
     """
+    from export.quantize import upcast_fp16
     from planet_terrain_plugin.core.models import MODELS_DIR, installed_variants
 
     found = installed_variants(Path(os.environ.get("PLANET_TERRAIN_BENCH_MODELS", MODELS_DIR)))
@@ -80,7 +81,7 @@ def quantise_like_export(fp32: Path, dst: Path) -> Path:
     import onnx
 
     from export.common import set_contract
-    from export.quantize import to_int8
+    from export.quantize import ood_nodes, to_int8
     from planet_terrain_plugin.core.contract import VariantInfo, read_contract
     from planet_terrain_plugin.core.models import MODELS_DIR
     from training.config import TrainConfig
@@ -94,35 +95,10 @@ def quantise_like_export(fp32: Path, dst: Path) -> Path:
     data = load_run_data(cfg, contract, split_file=str(split), cache_dir=None)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(".partial.onnx")
-    to_int8(fp32, tmp, data)
+    to_int8(fp32, tmp, data, exclude=ood_nodes(onnx.load(str(fp32))))
     onnx.save(set_contract(onnx.load(str(tmp)), contract.replace(variant=VariantInfo("int8"))),
               str(dst))
     tmp.unlink()
-    return dst
-
-
-def upcast_fp16(src: Path, dst: Path) -> Path:
-    """Write ``src`` with every float16 initializer and cast turned back into float32 (metadata kept)."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, numpy_helper
-
-    if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
-        return dst
-    model = onnx.load(str(src))
-    for init in model.graph.initializer:
-        if init.data_type == TensorProto.FLOAT16:
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name))
-    for node in model.graph.node:
-        if node.op_type == "Cast":
-            for attr in node.attribute:
-                if attr.name == "to" and attr.i == TensorProto.FLOAT16:
-                    attr.i = TensorProto.FLOAT
-    for value in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
-        if value.type.tensor_type.elem_type == TensorProto.FLOAT16:
-            value.type.tensor_type.elem_type = TensorProto.FLOAT
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(dst))
     return dst
 
 

@@ -43,7 +43,16 @@ def calibration_tensors(data: RunData, n: int) -> np.ndarray:
     return np.stack([data.cache.eval_tensor(r) for r in chosen]).astype(np.float32)
 
 
-def to_int8(fp32_path: str | Path, out_path: str | Path, data: RunData, n_calib: int = 256) -> Path:
+def ood_nodes(model: onnx.ModelProto) -> list[str]:
+    """The nodes of the in-graph out-of-distribution score (``export.ood_graph``): kept in float32 by
+    :func:`to_int8`, since its threshold was fitted on float features."""
+    from .ood_graph import PREFIX
+
+    return [n.name for n in model.graph.node if n.name.startswith(PREFIX)]
+
+
+def to_int8(fp32_path: str | Path, out_path: str | Path, data: RunData, n_calib: int = 256,
+            exclude: list[str] | None = None) -> Path:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -53,7 +62,8 @@ def to_int8(fp32_path: str | Path, out_path: str | Path, data: RunData, n_calib:
         name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
         quantize_static(str(pre), str(out_path), _Reader(calibration_tensors(data, n_calib), name),
                         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile)
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
+                        nodes_to_exclude=list(exclude or ()))
     return Path(out_path)
 
 
@@ -65,3 +75,26 @@ def to_fp16(fp32_path: str | Path, out_path: str | Path) -> Path:
         model = float16.convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
     onnx.save(model, str(out_path))
     return Path(out_path)
+
+
+def upcast_fp16(src: Path, dst: Path) -> Path:
+    """Write ``src`` with every float16 initializer and cast turned back into float32 (metadata kept)."""
+    from onnx import TensorProto, numpy_helper
+
+    if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
+        return dst
+    model = onnx.load(str(src))
+    for init in model.graph.initializer:
+        if init.data_type == TensorProto.FLOAT16:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name))
+    for node in model.graph.node:
+        if node.op_type == "Cast":
+            for attr in node.attribute:
+                if attr.name == "to" and attr.i == TensorProto.FLOAT16:
+                    attr.i = TensorProto.FLOAT
+    for value in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT16:
+            value.type.tensor_type.elem_type = TensorProto.FLOAT
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+    return dst

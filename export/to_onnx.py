@@ -1,6 +1,7 @@
 """Export a calibrated, evaluated run to ONNX: ``python -m export.to_onnx --run runs/default``.
 
-Writes ``<name>.fp32.onnx`` (input "input" (N, 3, S, S), output "logits", opset 17, dynamic batch) carrying
+Writes ``<name>.fp32.onnx`` (input "input" (N, 3, S, S), outputs "logits" and the penultimate "embedding"
+(:mod:`export.embedding`, for taught heads and the OOD score of ``make ood``), opset 17, dynamic batch) carrying
 the contract from :mod:`planet_terrain_plugin.core.contract` (fitted temperature and threshold, test metrics),
 checks parity with PyTorch through the plugin's own path (the file is deleted if parity fails), then builds
 the int8 and fp16 variants (:mod:`export.quantize`) with their own test scores. ``--ship DIR`` copies the
@@ -17,7 +18,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from planet_terrain_plugin.core.contract import ModelContract
+from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, ModelContract
 
 from training import checkpoint
 from training.model import output_count
@@ -25,6 +26,7 @@ from training.report import PLOTS
 
 from . import parity
 from .common import load_data_for, run_contract, run_onnx, set_contract, test_set, variant_contract, variant_scores
+from .embedding import add_embedding_output
 
 OPSET = 17
 
@@ -65,6 +67,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, ckpt_name: str = "last.
     fp32 = out / f"{contract.model_name}.fp32.onnx"
     how = torch_to_onnx(model, contract.input_size, fp32)
     proto = onnx.load(str(fp32))
+    try:
+        proto = add_embedding_output(proto)
+        contract = contract.replace(outputs=(LOGITS, EMBEDDING))
+    except ValueError as exc:  # e.g. an ensemble: its logits average several heads, there is no one embedding
+        print(f"no embedding output: {exc}")
     onnx.checker.check_model(proto)
     onnx.save(set_contract(proto, contract), str(fp32))
     data = load_data_for(run, contract, cache_dir)

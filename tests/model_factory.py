@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from planet_terrain_plugin.core.contract import HIRISE_LANDFORMS, KEY_PREFIX, ModelContract
+from planet_terrain_plugin.core.contract import EMBEDDING, HIRISE_LANDFORMS, KEY_PREFIX, LOGITS, OOD_SCORE, ModelContract
 
 TEST_INPUT_SIZE = 32
 
@@ -37,9 +37,16 @@ def tiny_weights(num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     return w, b
 
 
+#: The tiny network's OOD score: the length of its 3-d embedding (the normalised channel means), so an image far
+#: from mid-grey scores high: a uniform image of value v scores sqrt(3) * |v - 0.5| / 0.25.
+TINY_OOD_STATS = dict(mean=np.zeros(3), projection=np.eye(3))
+TWO_OUTPUTS, THREE_OUTPUTS = (LOGITS, EMBEDDING), (LOGITS, EMBEDDING, OOD_SCORE)
+
+
 def build_tiny_model(input_size: int = TEST_INPUT_SIZE, num_classes: int = 7,
-                     opset: int = 17) -> onnx.ModelProto:
-    """(N, 3, S, S) -> GlobalAveragePool -> Flatten -> Gemm -> (N, C) logits."""
+                     opset: int = 17, outputs: tuple[str, ...] = (LOGITS,)) -> onnx.ModelProto:
+    """(N, 3, S, S) -> GlobalAveragePool -> Flatten -> Gemm -> (N, C) logits; with ``outputs`` naming them, also
+    the (N, 3) embedding (the Gemm's input) and an OOD score from it, added by the exporter's own graph code."""
     w, b = tiny_weights(num_classes)
     graph = helper.make_graph(
         [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
@@ -52,13 +59,21 @@ def build_tiny_model(input_size: int = TEST_INPUT_SIZE, num_classes: int = 7,
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     onnx.checker.check_model(model)
+    if OOD_SCORE in outputs:
+        from export.ood_graph import GaussianStats, add_ood_score
+
+        return add_ood_score(model, GaussianStats(EMBEDDING, **TINY_OOD_STATS))
+    if EMBEDDING in outputs:
+        from export.embedding import add_embedding_output
+
+        return add_embedding_output(model)
     return model
 
 
 def write_model(path: Path, metadata: dict[str, str] | None, input_size: int = TEST_INPUT_SIZE,
-                num_classes: int = 7) -> Path:
+                num_classes: int = 7, outputs: tuple[str, ...] = (LOGITS,)) -> Path:
     """Write the tiny network with exactly ``metadata`` as its ``metadata_props``."""
-    model = build_tiny_model(input_size, num_classes)
+    model = build_tiny_model(input_size, num_classes, outputs=outputs)
     for k, v in (metadata or {}).items():
         model.metadata_props.add(key=k, value=v)
     onnx.save(model, str(path))
@@ -67,7 +82,7 @@ def write_model(path: Path, metadata: dict[str, str] | None, input_size: int = T
 
 def write_valid_model(path: Path, **contract_changes) -> Path:
     contract = tiny_contract(**contract_changes)
-    return write_model(path, contract.to_metadata(), contract.input_size, contract.num_classes)
+    return write_model(path, contract.to_metadata(), contract.input_size, contract.num_classes, contract.outputs)
 
 
 def broken_metadata(kind: str) -> dict[str, str]:

@@ -76,3 +76,25 @@ def test_qgis_process_without_a_model_says_how_to_get_one(profile):
     assert proc.returncode != 0
     assert "No default model is installed" in proc.stdout + proc.stderr
     assert "make train export" in proc.stdout + proc.stderr
+
+
+def test_the_zip_classifies_the_apollo_frame_with_its_own_model_and_exports_it(profile, tmp_path):
+    """Issue 18: what the plugin repository serves works offline: the zip carries a model (the int8 variant,
+    within the 25 MB limit), the plugin finds it with no MODEL given, and the result exports."""
+    plugin = profile / "profiles/default/python/plugins" / PLUGIN
+    zipped = sorted(p.name for p in (plugin / "models").glob("*.onnx"))
+    assert zipped == [models.variant_path("int8").name], zipped
+    cells, exported = tmp_path / "cells.gpkg", tmp_path / "cells.geojson"
+    result = qgis_process_runner.run_algorithm(
+        "planet_terrain:classify_grid", {"INPUT": str(raster_path(APOLLO)), "CELL_SIZE": "20000", "CELL_UNIT": "0",
+                                         "OUTPUT": str(cells)}, profile)["results"]
+    assert result["CELLS_CLASSIFIED"] > 50
+    qgis_process_runner.run_algorithm("planet_terrain:export_labeled_layer",
+                                      {"INPUT": str(cells), "OUTPUT": str(exported)}, profile)
+
+    from qgis.core import QgsVectorLayer
+
+    layer = QgsVectorLayer(str(exported), "cells", "ogr")
+    assert layer.isValid() and layer.featureCount() == result["CELLS_CLASSIFIED"]
+    feature = next(layer.getFeatures())
+    assert feature["model"] == "planet_terrain_resnet50" and feature["body"] == "Moon"

@@ -13,7 +13,7 @@ from planet_terrain_plugin.qgis_io import fields, result_layer, style
 from test_qgis_raster_read import pixel_rect
 
 EXPECTED = [("label", QVariant.String), ("class_id", QVariant.Int), ("confidence", QVariant.Double),
-            ("abstained", QVariant.Bool),
+            ("abstained", QVariant.Bool), ("reason", QVariant.String), ("ood_score", QVariant.Double),
             ("p_crater", QVariant.Double), ("p_dark_dune", QVariant.Double), ("p_slope_streak", QVariant.Double),
             ("p_bright_dune", QVariant.Double), ("p_impact_ejecta", QVariant.Double),
             ("p_swiss_cheese", QVariant.Double), ("p_spider", QVariant.Double),

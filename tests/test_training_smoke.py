@@ -88,6 +88,7 @@ def test_ensemble_of_two_runs_exports_as_one_graph(chain, tmp_path):
     paths = export_run(ens, tmp_path / "export", variants=("fp32",), cache_dir=None)
     contract = read_contract(str(paths["fp32"]))
     assert contract.metrics["parity_max_abs_dprob"] <= 1e-4 and contract.num_classes == 7
+    assert contract.outputs == ("logits",), "an ensemble averages several heads: no single embedding to export"
     model = load_model(str(paths["fp32"]), "cpu")
     block, mask = read_image(str(IMAGE))
     (result,) = classify_blocks(model, [block], [mask], body="Mars")
@@ -145,6 +146,10 @@ def test_exported_variants_carry_contract_and_scores(chain):
         assert 0.0 <= c.variant.decision_agreement_vs_fp32 <= 1.0 and 0.0 <= c.metrics["top1_agreement_vs_fp32"] <= 1.0
         assert not {"variant", "macro_f1_delta_vs_fp32", "decision_agreement_vs_fp32"} & set(c.metrics), "one place"
     int8_is_acceptable(read_contract(str(paths["int8"])).variant)  # the typed figures the plugin reads
+    for v in ("fp32", "int8", "fp16"):  # the same layout as export/embedding.py gives the shipped file
+        assert read_contract(str(paths[v])).outputs == ("logits", "embedding")
+        out = load_model(str(paths[v]), "cpu").run(np.zeros((2, 3, 32, 32), np.float32))
+        assert out.logits.shape == (2, 7) and out.embedding.shape == (2, 2048) and out.embedding.dtype == np.float32
 
 
 def test_parity_check_catches_a_different_network(chain):

@@ -10,9 +10,10 @@ import argparse
 import sys
 
 from . import classify_cli
+from .batch import cli as batch_cli
 
 #: Modules of the subcommands: each has ``add_parser(subparsers)``, which sets ``run(args) -> exit status``.
-COMMANDS = (classify_cli,)
+COMMANDS = (classify_cli, batch_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,8 @@ from typing import Any, Mapping
 
 #: Bump when a key is added, removed or changes meaning. Files with a newer schema are refused with a clear
 #: message (the plugin is too old); older ones are migrated on reading (:func:`_variant_v1`). 2: the variant and
-#: its agreement with fp32 moved from the free-form ``metrics`` into the typed ``variant`` key.
+#: its agreement with fp32 moved from the free-form ``metrics`` into the typed ``variant`` key; and the network's
+#: outputs (``outputs``) and out-of-distribution limit (``ood_threshold``), optional: without them, logits only.
 SCHEMA_VERSION = 2
 #: Every key lives under this prefix so that foreign metadata in the same file never collides.
 KEY_PREFIX = "planet_terrain."
@@ -40,6 +41,10 @@ VARIANT_NAMES = ("fp32", "fp16", "int8")
 TEMPERATURE_RANGE = (1e-3, 1e3)
 #: Prefix of the per-class probability attribute names (:attr:`TerrainClass.field_name`).
 PROBABILITY_PREFIX = "p_"
+#: Names of the network's outputs, in order: ``logits`` always; schema 2 files may add the penultimate
+#: ``embedding`` (float32 (N, D)) and an ``ood_score`` computed from it (float32 (N,), higher = less familiar).
+LOGITS, EMBEDDING, OOD_SCORE = "logits", "embedding", "ood_score"
+OUTPUT_LAYOUTS = ((LOGITS,), (LOGITS, EMBEDDING), (LOGITS, EMBEDDING, OOD_SCORE))
 
 
 class ContractError(ValueError):
@@ -142,6 +147,11 @@ class ModelContract:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     #: The schema the contract was read with; :meth:`to_metadata` always writes :data:`SCHEMA_VERSION`.
     schema_version: int = SCHEMA_VERSION
+    #: The network's outputs, in order (one of :data:`OUTPUT_LAYOUTS`).
+    outputs: tuple[str, ...] = (LOGITS,)
+    #: An image whose ``ood_score`` is above this is unlike the training images: it abstains whatever its
+    #: probabilities (None: no OOD score in this file).
+    ood_threshold: float | None = None
 
     def __post_init__(self) -> None:
         self.validate("<in memory>")
@@ -209,6 +219,18 @@ class ModelContract:
             raise ContractError(source, "bodies", f"names unknown bodies {bad or self.bodies}; known: {KNOWN_BODIES}.")
         if (problem := self.variant.problem()) is not None:
             raise ContractError(source, "variant", problem)
+        self._validate_outputs(source)
+
+    def _validate_outputs(self, source: str) -> None:
+        if tuple(self.outputs) not in OUTPUT_LAYOUTS:
+            raise ContractError(source, "outputs", f"must be one of {[list(o) for o in OUTPUT_LAYOUTS]}, got "
+                                f"{list(self.outputs)}.")
+        has_score = OOD_SCORE in self.outputs
+        if has_score != (self.ood_threshold is not None):
+            raise ContractError(source, "ood_threshold", "must be given exactly when the outputs include "
+                                f"'{OOD_SCORE}' (outputs {list(self.outputs)}, threshold {self.ood_threshold}).")
+        if has_score and not math.isfinite(self.ood_threshold):
+            raise ContractError(source, "ood_threshold", f"must be a finite number, got {self.ood_threshold}.")
 
     # -- (de)serialisation -----------------------------------------------------------------------------------
     def to_metadata(self) -> dict[str, str]:
@@ -230,6 +252,8 @@ class ModelContract:
             "gsd_range_m": list(self.gsd_range_m),
             "variant": self.variant.to_json(),
             "metrics": dict(self.metrics),
+            "outputs": list(self.outputs),
+            "ood_threshold": self.ood_threshold,
         }
         return {KEY_PREFIX + k: json.dumps(v) for k, v in plain.items()}
 
@@ -268,6 +292,7 @@ class ModelContract:
             variant=variant,
             metrics={k: v for k, v in metrics.items() if k not in _V1_VARIANT_KEYS} if version == 1 else metrics,
             schema_version=version,
+            **_output_fields(reader),
         )
         try:
             return cls(**fields)
@@ -294,6 +319,21 @@ class _KeyReader:
         if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
             raise ContractError(self.source, key, f"should be {kind.__name__}, got {type(value).__name__}.")
         return value
+
+
+#: Keys a file may leave out: without them the network has logits only (schema 1, early schema 2).
+OPTIONAL_KEYS = ("outputs", "ood_threshold")
+
+
+def _output_fields(reader: _KeyReader) -> dict[str, Any]:
+    """``outputs`` and ``ood_threshold`` (:data:`OPTIONAL_KEYS`)."""
+    if KEY_PREFIX + "outputs" not in reader.props:
+        return {}
+    threshold = reader.get("ood_threshold", object)
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+        raise ContractError(reader.source, "ood_threshold", f"should be a number or null, got {threshold!r}.")
+    return {"outputs": tuple(str(o) for o in reader.get("outputs", list)),
+            "ood_threshold": None if threshold is None else float(threshold)}
 
 
 def _floats(reader: _KeyReader, key: str, n: int) -> tuple[float, ...]:

@@ -21,3 +21,16 @@ OVERSAMPLE = 4
 def max_read_side(input_size: int) -> int:
     """Longest side, in pixels, of the block read for a model with ``input_size`` px input."""
     return OVERSAMPLE * input_size
+
+
+def read_block_size(width_px: float, height_px: float, input_size: int) -> tuple[int, int]:
+    """(width, height) of the block read for an extent of ``width_px`` x ``height_px`` source pixels: native, or
+    its longer side reduced to :func:`max_read_side` (aspect ratio kept). One rule for QGIS's reader and the
+    batch command's."""
+    native_w, native_h = max(1, round(width_px)), max(1, round(height_px))
+    cap = max_read_side(input_size)
+    longest = max(native_w, native_h)
+    if longest <= cap:
+        return native_w, native_h
+    scale = cap / longest
+    return max(1, round(native_w * scale)), max(1, round(native_h * scale))

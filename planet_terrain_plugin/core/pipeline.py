@@ -60,8 +60,9 @@ def decide_prepared(model: TerrainModel, batch: PreparedBatch, body: str | None 
     results = list(batch.results)
     if batch.tensors is not None:
         step = max_batch or len(batch.tensors)
-        logits = [model.logits(batch.tensors[i:i + step]) for i in range(0, len(batch.tensors), step)]
-        decisions = decide(np.concatenate(logits), model.contract, body, threshold)
+        outs = [model.run(batch.tensors[i:i + step]) for i in range(0, len(batch.tensors), step)]
+        scores = None if outs[0].ood_score is None else np.concatenate([o.ood_score for o in outs])
+        decisions = decide(np.concatenate([o.logits for o in outs]), model.contract, body, threshold, scores)
         for i, d in zip(batch.usable, decisions):
             results[i] = ImageResult(d, results[i].valid_fraction)
     return results

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .contract import ContractError, ModelContract, check_model_file, contract_of_session
+from .contract import EMBEDDING, LOGITS, OOD_SCORE, ContractError, ModelContract, check_model_file, contract_of_session
 
 LOG = logging.getLogger("planet_terrain")
 PROVIDER_ORDER = ("CUDAExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider")
@@ -112,6 +112,10 @@ class TerrainModel:
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Run the network on a float32 (N, 3, S, S) batch; returns (N, C) logits."""
+        return self.run(batch).logits
+
+    def run(self, batch: np.ndarray) -> "NetworkOutputs":
+        """Run the network on a float32 (N, 3, S, S) batch; returns every output the contract names."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         s = self.contract.input_size
         if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
@@ -120,21 +124,44 @@ class TerrainModel:
         if step and len(batch) != step:  # a network exported for one batch size: feed it that many at a time
             parts = [np.concatenate([part, np.zeros((step - len(part),) + part.shape[1:], np.float32)])
                      if len(part) < step else part for part in (batch[i:i + step] for i in range(0, len(batch), step))]
-            return np.concatenate([self._run(part) for part in parts])[:len(batch)]
+            return NetworkOutputs.concatenate([self._run(part) for part in parts], len(batch))
         return self._run(batch)
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> "NetworkOutputs":
         try:
             if self.concurrent:
-                (out,) = self.session.run(None, {self.input_name: batch})
+                out = self.session.run(None, {self.input_name: batch})
             else:  # a multi-threaded session serves the map tool and Processing: overlapping runs would oversubscribe
                 with self._lock:
-                    (out,) = self.session.run(None, {self.input_name: batch})
+                    out = self.session.run(None, {self.input_name: batch})
         except Exception as exc:  # onnxruntime's own exception types differ between builds
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelRunError(f"the model '{os.path.basename(self.path)}' failed on a batch of {len(batch)} "
                                 f"image(s): {reason}") from exc
-        return np.asarray(out)
+        return NetworkOutputs.of(dict(zip(self.contract.outputs, out)))
+
+
+@dataclass(frozen=True)
+class NetworkOutputs:
+    """What one run of the network returns: logits always; the embedding and OOD score where the file has them."""
+
+    logits: np.ndarray
+    embedding: np.ndarray | None = None
+    ood_score: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, named: dict) -> "NetworkOutputs":
+        def get(key: str) -> np.ndarray | None:
+            return np.asarray(named[key]) if key in named else None
+        return cls(np.asarray(named[LOGITS]), get(EMBEDDING), get(OOD_SCORE))
+
+    @classmethod
+    def concatenate(cls, parts: list["NetworkOutputs"], n: int) -> "NetworkOutputs":
+        """Join the outputs of consecutive batches, keeping the first ``n`` rows."""
+        def join(key: str):
+            arrays = [getattr(p, key) for p in parts]
+            return None if arrays[0] is None else np.concatenate(arrays)[:n]
+        return cls(join("logits"), join("embedding"), join("ood_score"))
 
 
 _CACHE: dict[tuple, TerrainModel] = {}
@@ -146,8 +173,13 @@ def _check_io(sess, contract: ModelContract, path: str) -> tuple[str, int | None
     """The network's input name and fixed batch size (None when any batch size is accepted), or a ContractError
     naming what does not fit the contract."""
     inputs, outputs = sess.get_inputs(), sess.get_outputs()
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ContractError(path, None, f"has {len(inputs)} inputs and {len(outputs)} outputs; expected 1 and 1.", _REEXPORT)
+    names = tuple(o.name for o in outputs)
+    if len(inputs) != 1 or len(outputs) != len(contract.outputs):
+        raise ContractError(path, None, f"has {len(inputs)} inputs and {len(outputs)} outputs; expected 1 and "
+                            f"{len(contract.outputs)} ({', '.join(contract.outputs)}).", _REEXPORT)
+    if len(names) > 1 and names != contract.outputs:
+        raise ContractError(path, "outputs", f"names {list(contract.outputs)}, but the network outputs "
+                            f"{list(names)}.", _REEXPORT)
     if inputs[0].type != "tensor(float)":
         raise ContractError(path, None, f"takes {inputs[0].type} input, but Planet Terrain feeds the network float "
                             "(normalised float32) images.", _REEXPORT)

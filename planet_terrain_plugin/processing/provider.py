@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..gui.resources import icon_path
 from .classify_extent import ClassifyExtentAlgorithm
 from .classify_grid import ClassifyGridAlgorithm
+from .classify_mosaic import ClassifyMosaicAlgorithm
 from .export_labeled_layer import ExportLabeledLayerAlgorithm
 
 PROVIDER_ID = "planet_terrain"
@@ -31,3 +32,4 @@ class PlanetTerrainProvider(QgsProcessingProvider):
         self.addAlgorithm(ClassifyExtentAlgorithm())
         self.addAlgorithm(ClassifyGridAlgorithm())
         self.addAlgorithm(ExportLabeledLayerAlgorithm())
+        self.addAlgorithm(ClassifyMosaicAlgorithm())

@@ -12,8 +12,8 @@ from typing import Callable
 
 from qgis.core import QgsRectangle
 
-from ..core import bodies
-from ..core.bodies import EARTH
+from ..core import body_check
+from ..core.body_check import Advice, BodyError  # noqa: F401 -- BodyError re-exported
 from ..core.calibrate import INVALID_OUTPUT_NOTE, Reason
 from ..core.contract import ModelContract
 from ..core.limits import MIN_EXTENT_PIXELS
@@ -24,10 +24,6 @@ from .fields import Provenance, utc_now
 from .layer_info import CrsInfo
 from .raster_read import ExtentError, RasterSource, clip_extent
 from .transform import to_raster_longitudes
-
-
-class BodyError(ValueError):
-    """The raster's body does not suit the model; the message says how to override it."""
 
 
 class Cancelled(Exception):
@@ -48,44 +44,15 @@ class ExtentOutcome:
         return self.result.decision is not None
 
 
+#: How a QGIS user fixes a CRS problem (``core.body_check``).
+QGIS_ADVICE = Advice(subject="the layer", set_crs="Set the layer's CRS (Layer Properties > Source)",
+                     choose_body="BODY parameter / Planet Terrain > Body menu",
+                     override="BODY parameter / plugin setting")
+
+
 def check_body(info: CrsInfo, contract: ModelContract) -> str:
-    """The body name to classify for, or :class:`BodyError` when the model cannot serve it.
-
-    A body the CRS does not identify as one of the model's is refused, never classified with every class: the
-    classes and the per-body removal are those of the model's bodies, so a Titan or Mercury raster would get
-    Martian labels. The way out is the user's override, for a CRS that mislabels a body we know.
-    """
-    body = info.body
-    if not info.valid and not info.overridden:
-        raise BodyError("the layer has no coordinate reference system, so neither its body (Mars, Moon, Vesta) nor "
-                        "its ground pixel size is known. Set the layer's CRS (Layer Properties > Source) or choose "
-                        "the body explicitly (BODY parameter / Planet Terrain > Body menu).")
-    served = ", ".join(contract.bodies)
-    way_out = ("If the raster really shows one of those, choose its body explicitly (BODY parameter / plugin "
-               "setting).")
-    if body is None:
-        raise BodyError(f"the layer's CRS ('{info.description}') {_unknown_body(info, served)}; this model knows "
-                        f"terrain on {served} only. {way_out}")
-    if body is EARTH and not info.overridden:
-        raise BodyError(f"the layer's CRS ('{info.description}') is an Earth CRS, and this model knows terrain on "
-                        f"{served} only. {way_out}")
-    if body.name not in contract.bodies:
-        raise BodyError(f"the model '{contract.model_name}' was made for {served}, not "
-                        f"{body.name}; choose another model or override the body if the CRS is mislabelled.")
-    return body.name
-
-
-def _unknown_body(info: CrsInfo, served: str) -> str:
-    """What a CRS that identifies none of our bodies says instead: another body's name, or a foreign radius."""
-    radius = f"{info.radius_m / 1000:,.1f} km" if info.radius_m else None
-    ours = bodies.body_in_name(info.named) if info.named else None
-    if ours is not None:  # one of our names on an ellipsoid of another size (or another body's code)
-        return f"names {ours.name}, but its radius ({radius or 'none given'}) or authority code is another body's"
-    if info.named:
-        return f"is for {info.named}" + (f" (radius {radius})" if radius else "")
-    if radius:
-        return f"names no body, and its radius ({radius}) fits none of {served}"
-    return "names no body and gives no radius, so its body is unknown"
+    """The body name to classify for, or :class:`BodyError` when the model cannot serve it (``core.body_check``)."""
+    return body_check.check_body(info, contract, QGIS_ADVICE)
 
 
 def gsd_note(gsd: float, contract: ModelContract) -> str | None:

@@ -6,118 +6,41 @@ contract (``TerrainClass.field_name``), so a model with other classes gets other
 """
 from __future__ import annotations
 
-import datetime as _dt
-import math
-from dataclasses import dataclass
-
 from qgis.core import QgsFeature, QgsField, QgsFields, QgsGeometry, QgsRectangle
 from qgis.PyQt.QtCore import QVariant
 
+from ..core import result_schema
 from ..core.calibrate import Decision
 from ..core.contract import ModelContract
+# The schema itself is defined once, Qt-free, in core.result_schema (the batch command writes the same fields);
+# these names are re-exported for the QGIS side.
+from ..core.result_schema import (ABSTAINED_FIELD, CLASS_ID_FIELD, COL_FIELD, CONFIDENCE_FIELD,  # noqa: F401
+                                  GSD_SLACK, LABEL_FIELD, OOD_SCORE_FIELD, REASON_FIELD, ROW_FIELD, Provenance,
+                                  decision_values, gsd_factor, gsd_warning, probability_field_names, utc_now)
 
-#: The decision's fields, by what they hold; filters, re-labelling and styling use these names.
-LABEL_FIELD, CLASS_ID_FIELD, CONFIDENCE_FIELD, ABSTAINED_FIELD = "label", "class_id", "confidence", "abstained"
+#: QVariant type of each kind of field in core.result_schema.
+QVARIANT_TYPES: dict[str, QVariant.Type] = {"string": QVariant.String, "int": QVariant.Int,
+                                           "double": QVariant.Double, "bool": QVariant.Bool}
+
+
+def _typed(fields: tuple[tuple[str, str], ...]) -> tuple[tuple[str, QVariant.Type], ...]:
+    return tuple((name, QVARIANT_TYPES[kind]) for name, kind in fields)
+
+
 #: Fields before the per-class probabilities.
-HEAD_FIELDS: tuple[tuple[str, QVariant.Type], ...] = (
-    (LABEL_FIELD, QVariant.String),
-    (CLASS_ID_FIELD, QVariant.Int),
-    (CONFIDENCE_FIELD, QVariant.Double),
-    (ABSTAINED_FIELD, QVariant.Bool),
-)
+HEAD_FIELDS: tuple[tuple[str, QVariant.Type], ...] = _typed(result_schema.HEAD_FIELDS)
 #: Fields after the per-class probabilities: provenance of the decision.
-TAIL_FIELDS: tuple[tuple[str, QVariant.Type], ...] = (
-    ("body", QVariant.String),
-    ("body_renorm", QVariant.Bool),
-    ("gsd_m", QVariant.Double),
-    ("gsd_warn", QVariant.Bool),
-    ("source_layer", QVariant.String),
-    ("model", QVariant.String),
-    ("model_version", QVariant.String),
-    ("provider", QVariant.String),
-    ("created_utc", QVariant.String),
-)
+TAIL_FIELDS: tuple[tuple[str, QVariant.Type], ...] = _typed(result_schema.TAIL_FIELDS)
 #: Fields a grid run adds after :func:`result_fields`: the cell's row (0 = top) and column in its row.
-ROW_FIELD, COL_FIELD = "row", "col"
-GRID_FIELDS: tuple[tuple[str, QVariant.Type], ...] = ((ROW_FIELD, QVariant.Int), (COL_FIELD, QVariant.Int))
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where a decision came from: the same for every feature of one run."""
-
-    body: str
-    gsd_m: float
-    source_layer: str
-    model: str
-    model_version: str
-    provider: str
-    created_utc: str
-
-
-def utc_now() -> str:
-    """ISO 8601 UTC timestamp with seconds, e.g. ``2026-11-23T17:05:00Z``."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-#: Relative slack at the ends of the model's ground-sampling range (float noise in a pixel size is not "outside").
-GSD_SLACK = 1e-6
-
-
-def gsd_factor(gsd_m: float, gsd_range_m: tuple[float, float]) -> float:
-    """How far a ground pixel size lies outside the model's trained range, as a ratio.
-
-    1.0 inside the range; ``gsd / max`` (> 1) when coarser than the training images; ``gsd / min`` (< 1) when
-    finer; NaN when the pixel size is unknown.
-    """
-    if gsd_m is None or not math.isfinite(gsd_m) or gsd_m <= 0:
-        return float("nan")
-    lo, hi = gsd_range_m
-    if gsd_m > hi * (1 + GSD_SLACK):
-        return gsd_m / hi
-    if gsd_m < lo * (1 - GSD_SLACK):
-        return gsd_m / lo
-    return 1.0
-
-
-def gsd_warning(gsd_m: float, gsd_range_m: tuple[float, float]) -> bool | None:
-    """The ``gsd_warn`` flag: True when the pixels are outside the model's range, None when their size is unknown."""
-    factor = gsd_factor(gsd_m, gsd_range_m)
-    return None if not math.isfinite(factor) else factor != 1.0
-
-
-def probability_field_names(contract: ModelContract) -> list[str]:
-    """The ``p_<class>`` field names, in the contract's output order."""
-    return [c.field_name for c in contract.classes]
+GRID_FIELDS: tuple[tuple[str, QVariant.Type], ...] = _typed(result_schema.GRID_FIELDS)
 
 
 def result_fields(contract: ModelContract) -> QgsFields:
     """The typed fields of a result layer for ``contract``'s classes."""
     fields = QgsFields()
-    for name, kind in HEAD_FIELDS:
-        fields.append(QgsField(name, kind))
-    for name in probability_field_names(contract):
-        fields.append(QgsField(name, QVariant.Double))
-    for name, kind in TAIL_FIELDS:
-        fields.append(QgsField(name, kind))
+    for name, kind in result_schema.result_field_kinds(contract):
+        fields.append(QgsField(name, QVARIANT_TYPES[kind]))
     return fields
-
-
-def decision_values(decision: Decision, contract: ModelContract, provenance: Provenance) -> dict[str, object]:
-    """Attribute values by field name for one decision."""
-    values: dict[str, object] = {
-        LABEL_FIELD: decision.label,
-        CLASS_ID_FIELD: int(decision.class_id),
-        CONFIDENCE_FIELD: float(decision.confidence),
-        ABSTAINED_FIELD: bool(decision.abstained),
-        "body_renorm": bool(decision.body_renormalised),
-    }
-    values.update(zip(probability_field_names(contract), (float(p) for p in decision.probs)))
-    values.update(body=provenance.body, gsd_m=float(provenance.gsd_m),
-                  gsd_warn=gsd_warning(provenance.gsd_m, contract.gsd_range_m), source_layer=provenance.source_layer,
-                  model=provenance.model, model_version=provenance.model_version, provider=provenance.provider,
-                  created_utc=provenance.created_utc)
-    return values
 
 
 class FeatureMaker:

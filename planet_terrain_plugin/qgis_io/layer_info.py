@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle, QgsUnitTypes
 
 from ..core import bodies
+from ..core.batch.crs import gsd_m as extent_gsd_m
 from ..core.bodies import Body
 
 #: Choices offered to the user for overriding the detected body: "auto" plus the planetary bodies.
@@ -71,14 +72,4 @@ def gsd_m(info: CrsInfo, extent: QgsRectangle, width: int, height: int) -> float
     NaN when the CRS is in degrees and neither its WKT nor a detected body gives a radius (no Earth guess), and
     when the layer has no CRS at all.
     """
-    if not info.valid:  # no CRS: the map units are unknown (pixels? metres? degrees?), whatever the body
-        return float("nan")
-    pixel_x, pixel_y = extent.width() / width, extent.height() / height
-    body = info.body
-    if body is None:
-        if info.degrees and info.radius_m is None:
-            return float("nan")
-        # No body: the CRS's own radius is all that matters for ground distance; projected units need none.
-        radius = info.radius_m or 1.0
-        body = Body("unknown", radius, (radius, radius), 0, ())
-    return bodies.gsd_m(body, pixel_x, pixel_y, info.degrees, extent.center().y(), info.unit_to_m, info.radius_m)
+    return extent_gsd_m(info, extent.width(), extent.height(), width, height, extent.center().y())

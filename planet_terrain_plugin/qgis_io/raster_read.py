@@ -34,7 +34,7 @@ from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsProviderRegistry, 
                        QgsRasterLayer, QgsRasterRange, QgsRectangle)
 
 from ..core import nodata, palette
-from ..core.limits import OVERSAMPLE, max_read_side  # noqa: F401 -- OVERSAMPLE: see the module docstring
+from ..core.limits import OVERSAMPLE, read_block_size  # noqa: F401 -- OVERSAMPLE: see the module docstring
 
 #: numpy dtype of each QGIS raster data type the pipeline accepts (complex and ARGB types are refused).
 DTYPES: dict[int, np.dtype] = {
@@ -211,14 +211,7 @@ def clip_extent(source: RasterSource, extent: QgsRectangle) -> QgsRectangle:
 def read_size(source: RasterSource, extent: QgsRectangle, input_size: int) -> tuple[int, int]:
     """(width, height) in pixels of the block to read for ``extent`` (see the module docstring)."""
     px, py = source.pixel_size
-    native_w = max(1, round(extent.width() / px))
-    native_h = max(1, round(extent.height() / py))
-    cap = max_read_side(input_size)
-    longest = max(native_w, native_h)
-    if longest <= cap:
-        return native_w, native_h
-    scale = cap / longest
-    return max(1, round(native_w * scale)), max(1, round(native_h * scale))
+    return read_block_size(extent.width() / px, extent.height() / py, input_size)
 
 
 def _band_array(source: RasterSource, band: int, dtype: np.dtype, extent: QgsRectangle,

@@ -15,9 +15,9 @@ import numpy as np
 from qgis.core import QgsFeatureRequest, QgsVectorLayer
 from qgis.PyQt.QtCore import QVariant
 
-from ..core.calibrate import decide_from_probs
+from ..core.calibrate import Reason, decide_from_probs
 from ..core.contract import PROBABILITY_PREFIX, ModelContract
-from .fields import ABSTAINED_FIELD, CLASS_ID_FIELD, LABEL_FIELD, probability_field_names
+from .fields import ABSTAINED_FIELD, CLASS_ID_FIELD, LABEL_FIELD, REASON_FIELD, probability_field_names
 
 
 class RelabelError(ValueError):
@@ -56,6 +56,15 @@ def _number(value) -> float:
         return float("nan")
 
 
+def _fixed_reason(stored) -> Reason:
+    """The stored reason when no threshold can change it (out of distribution, ...), else ``Reason.NONE``."""
+    try:
+        reason = Reason(str(stored)) if stored not in (None, QVariant()) else Reason.NONE
+    except ValueError:
+        return Reason.NONE
+    return Reason.NONE if reason in (Reason.NONE, Reason.LOW_CONFIDENCE, Reason.INVALID_OUTPUT) else reason
+
+
 def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: float) -> dict[str, int]:
     """Recompute label, class_id and abstained (confidence is unchanged) for every feature at ``threshold``.
 
@@ -71,19 +80,23 @@ def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: flo
                            "classes); re-labelling needs the probabilities that model stored")
     fields = layer.fields()
     idx_label, idx_id, idx_abst = (fields.indexOf(n) for n in (LABEL_FIELD, CLASS_ID_FIELD, ABSTAINED_FIELD))
+    idx_reason = fields.indexOf(REASON_FIELD)  # -1 in layers made before reasons were stored
     prob_idx = [fields.indexOf(n) for n in probability_field_names(contract)]
     request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(
-        prob_idx + [idx_label, idx_id, idx_abst])
-    ids, rows, current = [], [], []
+        prob_idx + [i for i in (idx_label, idx_id, idx_abst, idx_reason) if i >= 0])
+    ids, rows, current, fixed = [], [], [], []
     for feature in layer.getFeatures(request):
         ids.append(feature.id())
         rows.append([_number(feature.attribute(i)) for i in prob_idx])
         current.append((feature.attribute(idx_label), feature.attribute(idx_id), feature.attribute(idx_abst)))
+        fixed.append(_fixed_reason(feature.attribute(idx_reason) if idx_reason >= 0 else None))
     if not ids:
         return {}
     probs = np.array(rows, dtype=np.float64)
     complete = np.isfinite(probs).all(axis=1)
-    decisions = iter(decide_from_probs(probs[complete], contract, threshold)) if complete.any() else iter(())
+    kept = [why for why, ok in zip(fixed, complete) if ok]
+    decisions = iter(decide_from_probs(probs[complete], contract, threshold, fixed=kept)) if complete.any() \
+        else iter(())
     abst_is_bool = fields.at(idx_abst).type() == QVariant.Bool
     counts: Counter[str] = Counter()
     changes: dict[int, dict[int, object]] = {}
@@ -97,6 +110,8 @@ def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: flo
         if label != d.label or _number(class_id) != d.class_id or abstained in (None, QVariant()) \
                 or bool(abstained) != d.abstained:
             changes[fid] = {idx_label: d.label, idx_id: d.class_id, idx_abst: new_abst}
+            if idx_reason >= 0:
+                changes[fid][idx_reason] = d.reason.value
     if changes:
         _apply(layer, changes, threshold)
     return dict(counts)
