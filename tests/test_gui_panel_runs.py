@@ -15,7 +15,7 @@ from qgis.PyQt.QtCore import QPoint
 
 from conftest import wait_until
 from planet_terrain_plugin.gui import run_panel
-from planet_terrain_plugin.gui.messages import RunMessages, eta_text
+from planet_terrain_plugin.gui.messages import RunMessages, abstention_words, eta_text
 from test_gui_dock import (apollo, choose, click, dock, grid_layers, no_model_setting, plugin,  # noqa: F401
                            run_and_wait)
 from test_gui_one_path import apollo_canvas, drag_rectangle  # noqa: F401
@@ -126,3 +126,12 @@ def test_the_message_bar_keeps_only_the_latest_run_message(qgis_parent):
 ])
 def test_eta_comes_from_the_measured_speed(fraction, elapsed, expected):
     assert eta_text(fraction, elapsed) == expected
+
+
+@pytest.mark.parametrize("reason, expected", [
+    ("low_confidence", "confidence 0.42 is below the threshold 0.60"),
+    ("out_of_distribution", "unlike the model's training images"),
+    ("invalid_output", "not a number"),
+])
+def test_an_abstention_is_explained_by_its_reason(reason, expected):
+    assert expected in abstention_words(reason, 0.42, 0.6)

@@ -17,11 +17,12 @@ from qgis.core import (Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsRect
 
 from ..core.contract import UNKNOWN_LABEL, ContractError
 from ..core.models import NoModelError
+from ..qgis_io.fields import REASON_FIELD
 from ..qgis_io.layer_info import BODY_CHOICES
 from ..qgis_io.model_choice import load_run_model, resolve_model_path
 from ..qgis_io.result_layer import append_features, result_layer_for
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs
-from .messages import TITLE, RunMessages, provider_words, scale_note  # noqa: F401 -- TITLE: the dock's too
+from .messages import TITLE, RunMessages, abstention_words, provider_words, scale_note  # noqa: F401 -- TITLE: the dock's too
 from .run_params import EXTENT_ALGORITHM, RunChoice, extent_parameters
 from .task import AlgorithmRun
 
@@ -163,7 +164,8 @@ class ClassifyController:
         if feature["label"] != UNKNOWN_LABEL:
             return f"{feature['label']} (confidence {confidence:.2f}) {where}"
         threshold = run.parameters.get("THRESHOLD", model.contract.threshold)
-        return f"{UNKNOWN_LABEL}: confidence {confidence:.2f} is below the threshold {threshold:.2f} {where}"
+        reason = feature[REASON_FIELD] if feature.fields().indexOf(REASON_FIELD) >= 0 else ""
+        return f"{UNKNOWN_LABEL}: {abstention_words(reason, confidence, threshold)} {where}"
 
 
 def small_rectangle_note(run: AlgorithmRun, input_size: int) -> str:

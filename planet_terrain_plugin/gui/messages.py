@@ -14,6 +14,7 @@ from qgis.core import Qgis, QgsMessageLog
 from qgis.gui import QgsMessageBarItem
 from qgis.PyQt import sip
 
+from ..core.calibrate import Reason
 from ..qgis_io.fields import gsd_factor
 from .task import LOG_TAG
 
@@ -50,6 +51,15 @@ class RunMessages:
 def provider_words(provider: str) -> str:
     """'CPU', 'NVIDIA GPU (CUDA)', ... for an onnxruntime provider name (unknown names as they are)."""
     return PROVIDER_WORDS.get(provider, provider)
+
+
+def abstention_words(reason: str, confidence: float, threshold: float) -> str:
+    """Why a decision is ``unknown``, in a few words, from its ``reason`` field."""
+    if reason == Reason.OUT_OF_DISTRIBUTION.value:
+        return "the image is unlike the model's training images"
+    if reason == Reason.INVALID_OUTPUT.value:
+        return "the model's output was not a number (see the log)"
+    return f"confidence {confidence:.2f} is below the threshold {threshold:.2f}"
 
 
 def format_factor(factor: float) -> str:
