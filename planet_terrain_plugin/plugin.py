@@ -55,7 +55,8 @@ class PlanetTerrainPlugin:
 
         self.classify_action = QAction(QIcon(rectangle_icon_path()), "Classify terrain in a rectangle", window)
         self.classify_action.setCheckable(True)
-        self.classify_action.setToolTip("Planet Terrain: drag a rectangle over the active raster layer (Esc cancels)")
+        self.classify_action.setToolTip("Planet Terrain: drag a rectangle over a raster: the active layer, else the "
+                                        "panel's raster (Esc cancels)")
         self.classify_action.triggered.connect(self.activate_tool)
         self.tool.setAction(self.classify_action)
         self.iface.addToolBarIcon(self.classify_action)

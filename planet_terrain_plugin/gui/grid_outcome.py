@@ -32,8 +32,8 @@ def empty_grid_message(results: dict, raster: QgsRasterLayer | None) -> str:
     total = int(results.get("CELLS_TOTAL") or 0)
     nodata, outside = int(results.get("CELLS_NODATA") or 0), int(results.get("CELLS_OUTSIDE") or 0)
     size, unit = results.get("CELL_SIZE_USED"), results.get("CELL_UNIT_USED") or ""
-    cells = f"cells of {size:g} {unit}" if isinstance(size, (int, float)) else "cells"
-    why = f"the grid has {total} {cells}: {nodata} mostly nodata or off the raster"
+    of_size = f" of {size:g} {unit}" if isinstance(size, (int, float)) else ""
+    why = f"the grid has {total} cell(s){of_size}: {nodata} mostly nodata or off the raster"
     if outside:
         why += f", {outside} outside the polygons"
     shorter = min(raster.width(), raster.height()) if raster is not None and raster.isValid() else 0
