@@ -14,7 +14,7 @@ from .core.contract import ContractError
 from .gui.controller import ClassifyController, body_setting, set_body_setting
 from .gui.dock import TerrainDock
 from .gui.map_tool import ExtentMapTool
-from .gui.resources import icon_path
+from .gui.resources import icon_path, rectangle_icon_path
 from .processing.provider import PlanetTerrainProvider
 from .qgis_io.layer_info import BODY_CHOICES
 from .qgis_io.model_choice import install_model_setting
@@ -53,9 +53,10 @@ class PlanetTerrainPlugin:
         self.tool = ExtentMapTool(canvas)
         self.tool.extentSelected.connect(self.controller.classify_canvas_rect)
 
-        self.classify_action = QAction(QIcon(icon_path()), "Classify terrain in a rectangle", window)
+        self.classify_action = QAction(QIcon(rectangle_icon_path()), "Classify terrain in a rectangle", window)
         self.classify_action.setCheckable(True)
-        self.classify_action.setToolTip("Planet Terrain: drag a rectangle over the active raster layer (Esc cancels)")
+        self.classify_action.setToolTip("Planet Terrain: drag a rectangle over a raster: the active layer, else the "
+                                        "panel's raster (Esc cancels)")
         self.classify_action.triggered.connect(self.activate_tool)
         self.tool.setAction(self.classify_action)
         self.iface.addToolBarIcon(self.classify_action)

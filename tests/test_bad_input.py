@@ -629,7 +629,7 @@ def test_gpu_provider_that_fails_falls_back_and_the_user_is_told(tmp_path, monke
             layer, pixel_rect(layer, 600, 500, 80, 80), str(model)))
         assert task.error is None, task.error
         (msg,) = bar.get_messages(Qgis.Success)
-        assert "onnxruntime: CPUExecutionProvider (fallback)" in msg and "CUDAExecutionProvider" in msg
+        assert "CPU (the preferred provider did not start: see the log)" in msg  # the names are in the log
     finally:
         QgsProject.instance().removeAllMapLayers()
         session_mod.clear_cache()

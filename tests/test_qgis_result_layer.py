@@ -75,7 +75,7 @@ def test_categorized_style_by_label_with_fixed_palette(project, raster_layer):
     layer = result_layer.create_result_layer(source.crs(), tiny_contract(), source.name(), source.id())
     renderer = layer.renderer()
     assert isinstance(renderer, QgsCategorizedSymbolRenderer) and renderer.classAttribute() == "label"
-    colours = {c.value(): c.symbol().symbolLayer(0).strokeColor().name() for c in renderer.categories()}
+    colours = {c.value(): c.symbol().symbolLayer(0).fillColor().name() for c in renderer.categories()}
     assert colours["unknown"] == "#9e9e9e"
     assert colours["crater"] == style.PALETTE["crater"] == "#e6194b"
     assert set(colours) == {"crater", "dark dune", "slope streak", "bright dune", "impact ejecta",

@@ -1,30 +1,32 @@
 """From a rectangle on the canvas to a feature in the "Terrain classes" layer, with honest messages.
 
-Main-thread glue only: find the active raster, place the rectangle in its CRS, run
-``planet_terrain:classify_extent`` on it (:class:`~.task.AlgorithmRun`, the code ``qgis_process`` runs) at the
-panel's threshold, and on completion append the feature to the raster's result layer and say what happened
-(label, confidence, execution provider) in the message bar. Any failure becomes a message-bar error.
+Main-thread glue only: find the raster (the active layer when it is a raster, else the panel's raster, else the
+last one classified: a result layer that QGIS makes active never becomes the target), place the rectangle in
+its CRS, run ``planet_terrain:classify_extent`` on it (:class:`~.task.AlgorithmRun`, the code ``qgis_process``
+runs) at the panel's threshold, and on completion append the feature to the raster's result layer and say what
+happened in one message-bar line (label or abstention, a small rectangle, the scale note; details in the log).
+Any failure becomes a message-bar error.
 """
 from __future__ import annotations
 
 import json
 from typing import Callable
 
-from qgis.core import (Qgis, QgsApplication, QgsMessageLog, QgsProject, QgsRasterLayer, QgsRectangle,
-                       QgsSettings, QgsTaskManager)
+from qgis.core import (Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsRectangle, QgsSettings,
+                       QgsTaskManager)
 
-from ..core.contract import ContractError
+from ..core.contract import UNKNOWN_LABEL, ContractError
 from ..core.models import NoModelError
+from ..qgis_io.fields import REASON_FIELD
 from ..qgis_io.layer_info import BODY_CHOICES
 from ..qgis_io.model_choice import load_run_model, resolve_model_path
 from ..qgis_io.result_layer import append_features, result_layer_for
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs
+from .messages import TITLE, RunMessages, abstention_words, provider_words, scale_note  # noqa: F401 -- TITLE: the dock's too
 from .run_params import EXTENT_ALGORITHM, RunChoice, extent_parameters
-from .task import LOG_TAG, AlgorithmRun
+from .task import AlgorithmRun
 
-TITLE = "Planet Terrain"
 SETTING_BODY = "planet_terrain/body"
-MESSAGE_SECONDS = 8
 
 
 def body_setting() -> str:
@@ -50,20 +52,28 @@ class ClassifyController:
         self.listeners: list[Callable[[AlgorithmRun], None]] = []  # told when a run has been handled
         self.start_listeners: list[Callable[[AlgorithmRun], None]] = []  # told when a run starts (the panel)
         self.threshold: Callable[[], float | None] = lambda: None
+        #: The panel's raster (it sets this): the target when the active layer is not a raster.
+        self.panel_raster: Callable[[], QgsRasterLayer | None] = lambda: None
+        self._last_raster_id: str | None = None  # the raster of the last rectangle started
         self.iface = iface
         self.project = project or QgsProject.instance()
         self.task_manager = task_manager or QgsApplication.taskManager()
         self.tasks: list[AlgorithmRun] = []  # held until handled: their context and feedback outlive the task
+        self.messages = RunMessages(iface.messageBar)
 
     # -- messages --------------------------------------------------------------------------------------------
-    def message(self, text: str, level: int = Qgis.Info) -> None:
-        self.iface.messageBar().pushMessage(TITLE, text, level, MESSAGE_SECONDS)
-        QgsMessageLog.logMessage(text, LOG_TAG, level)
+    def message(self, text: str, level: int = Qgis.Info, details: str = "") -> None:
+        self.messages.show(text, level, details)
 
     # -- starting --------------------------------------------------------------------------------------------
     def active_raster(self) -> QgsRasterLayer | None:
-        layer = self.iface.activeLayer()
-        return layer if isinstance(layer, QgsRasterLayer) and layer.isValid() else None
+        """The raster a rectangle classifies: the active layer if it is a raster, else the panel's raster, else
+        the last raster classified (a result layer made active by QGIS is never the target)."""
+        last = self.project.mapLayer(self._last_raster_id) if self._last_raster_id else None
+        for layer in (self.iface.activeLayer(), self.panel_raster(), last):
+            if isinstance(layer, QgsRasterLayer) and layer.isValid():
+                return layer
+        return None
 
     def classify_canvas_rect(self, rect: QgsRectangle) -> AlgorithmRun | None:
         """Start classifying ``rect`` (canvas CRS) on the active raster; None (with a message) if it cannot."""
@@ -92,6 +102,7 @@ class ClassifyController:
             self.message(run.error, Qgis.Critical)
             return None
         self.tasks.append(run)
+        self._last_raster_id = layer.id()
         run.start(self._complete, self.task_manager)
         for listener in list(self.start_listeners):
             listener(run)
@@ -125,10 +136,9 @@ class ClassifyController:
             self.message(f"Classification failed: {run.error or 'no result'}", Qgis.Critical)
             return
         results = run.results
-        for note in json.loads(results.get("NOTES") or "[]"):
-            self.message(note, Qgis.Info)
+        notes = "\n".join(json.loads(results.get("NOTES") or "[]"))
         if not results.get("LABEL"):
-            self.message(f"Not classified: {results.get('NOT_CLASSIFIED')}", Qgis.Warning)
+            self.message(f"Not classified: {results.get('NOT_CLASSIFIED')}", Qgis.Warning, notes)
             return
         model = load_run_model(run.parameters["MODEL"])  # the session the run used, from the cache
         features = list(run.output.getFeatures())
@@ -137,5 +147,35 @@ class ClassifyController:
                                  run.parameters["INPUT"])
         append_features(layer, features)
         run.result_layer = layer
-        self.message(f"{results['LABEL']} (confidence {results['CONFIDENCE']:.2f}) on {feature['body']}, "
-                     f"{feature['gsd_m']:.3g} m/px; onnxruntime: {model.provider_note}", Qgis.Success)
+        text = "; ".join(part for part in (self._decision_words(run, feature, model),
+                                           small_rectangle_note(run, model.contract.input_size),
+                                           scale_note(feature["gsd_m"], model.contract.gsd_range_m)) if part)
+        labelled = feature["label"] != UNKNOWN_LABEL
+        self.message(text, Qgis.Success if labelled else Qgis.Info,
+                     f"{notes}\nonnxruntime: {model.provider_note}".strip())
+
+    @staticmethod
+    def _decision_words(run: AlgorithmRun, feature, model) -> str:
+        """'crater (confidence 0.83) on the Moon, CPU' or the abstention and why."""
+        where = f"on {feature['body']}, {provider_words(model.provider)}"
+        if "fallback" in model.provider_note:
+            where += " (the preferred provider did not start: see the log)"
+        confidence = feature["confidence"]
+        if feature["label"] != UNKNOWN_LABEL:
+            return f"{feature['label']} (confidence {confidence:.2f}) {where}"
+        threshold = run.parameters.get("THRESHOLD", model.contract.threshold)
+        reason = feature[REASON_FIELD] if feature.fields().indexOf(REASON_FIELD) >= 0 else ""
+        return f"{UNKNOWN_LABEL}: {abstention_words(reason, confidence, threshold)} {where}"
+
+
+def small_rectangle_note(run: AlgorithmRun, input_size: int) -> str:
+    """A word when the rectangle spans fewer pixels than the model's input (it was enlarged to reach the model)."""
+    raster, extent = run.context.project().mapLayer(run.parameters["INPUT"]), run.parameters["EXTENT"]
+    if not isinstance(raster, QgsRasterLayer):
+        return ""
+    width = extent.width() / raster.rasterUnitsPerPixelX()
+    height = extent.height() / raster.rasterUnitsPerPixelY()
+    if min(width, height) >= input_size:
+        return ""
+    return (f"small rectangle ({width:.0f} x {height:.0f} px, enlarged to the model's {input_size} px): "
+            "drag a larger one for a steadier label")

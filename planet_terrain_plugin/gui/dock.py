@@ -14,9 +14,10 @@ Main-thread code only; the slow work happens in QGIS tasks.
 """
 from __future__ import annotations
 
+import time
 from typing import Callable
 
-from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsVectorLayer
+from qgis.core import Qgis, QgsProject, QgsVectorLayer
 from qgis.gui import QgsDockWidget
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import Qt, pyqtSignal, pyqtSlot
@@ -27,17 +28,16 @@ from ..core.contract import ModelContract
 from ..core.session import TerrainModel
 from ..processing.classify_grid import too_many_cells_message
 from ..processing.grid_plan import GRID_ALGORITHM, count_cells
-from ..qgis_io import relabel
 from ..qgis_io.style import apply_style
 from .controller import TITLE, body_setting
+from .grid_outcome import class_summary, empty_grid_message, grid_message
+from .messages import RunMessages, duration_words, eta_text
 from .model_panel import ModelPanel
 from .result_panel import ResultPanel
 from .review_panel import ReviewPanel
 from .run_panel import MODE_EXTENT, GridChoiceError, RunPanel
 from .run_params import RunChoice, grid_parameters
-from .task import LOG_TAG, AlgorithmRun
-
-MESSAGE_SECONDS = 10
+from .task import AlgorithmRun
 
 
 class TerrainDock(QgsDockWidget):
@@ -55,12 +55,17 @@ class TerrainDock(QgsDockWidget):
         self.start_extent_tool = start_extent_tool
         self.grid_run: AlgorithmRun | None = None
         self._grid_about: tuple[str, ModelContract] | None = None  # the raster's name and the model, at the start
+        self._grid_started = 0.0  # time.monotonic() at the start of the grid run
+        self.cells_per_second: float | None = None  # measured on the last grid run: the next one's estimate
+        # One message line for the panel and the map tool: a run's message replaces the previous run's.
+        self.messages = controller.messages if controller is not None else RunMessages(iface.messageBar)
         self._build(install_action)
         self._model_checked = False
         if controller is not None:
             controller.listeners.append(self._extent_run_done)
             controller.start_listeners.append(self._extent_run_started)
             controller.threshold = self.run_threshold
+            controller.panel_raster = self.run_box.raster
         # The model is loaded when the panel is first shown, not while QGIS starts.
         self.visibilityChanged.connect(self._first_show)
 
@@ -93,7 +98,7 @@ class TerrainDock(QgsDockWidget):
         for combo in (self.run_box.layer_combo, self.run_box.mode_combo, self.run_box.polygon_combo,
                       self.result_box.result_combo):
             combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(12)  # long layer names must not widen the panel
+            combo.setMinimumContentsLength(8)  # long layer names are elided: they must not widen the panel
         scroll.setFrameShape(QFrame.NoFrame)
         scroll.setWidget(body)
         self.setWidget(scroll)
@@ -139,9 +144,8 @@ class TerrainDock(QgsDockWidget):
         self.run_box.set_running(ready, running, running or self._rectangles_running())
         self.result_box.export_button.setEnabled(self.result_layer() is not None)
 
-    def message(self, text: str, level: int = Qgis.Info) -> None:
-        self.iface.messageBar().pushMessage(TITLE, text, level, MESSAGE_SECONDS)
-        QgsMessageLog.logMessage(text, LOG_TAG, level)
+    def message(self, text: str, level: int = Qgis.Info, details: str = "") -> None:
+        self.messages.show(text, level, details)
 
     # -- running ---------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -177,11 +181,14 @@ class TerrainDock(QgsDockWidget):
         self._start_grid(params)
 
     def confirm_large_grid(self, cells: int) -> bool:
-        """Ask before a grid of more than a million cells."""
+        """Ask before a grid of more than a million cells (the time from the speed the last grid measured)."""
+        speed = self.cells_per_second
+        time_words = (f"about {duration_words(cells / speed)} at the {speed:.0f} cells/s measured on the last "
+                      "grid" if speed else "the progress bar shows the time left once it runs")
         answer = QMessageBox.question(
-            self, TITLE, f"This grid has {cells:,} cells. Classifying it will take a long time (about "
-            f"{cells / 100 / 3600:.1f} h at 100 cells/s). Run it anyway?\n\nBigger cells, the canvas extent or "
-            "polygons give a smaller grid.", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+            self, TITLE, f"This grid has {cells:,} cells. Classifying it will take a long time ({time_words}). "
+            "Run it anyway?\n\nBigger cells, the canvas extent or polygons give a smaller grid.",
+            QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
         return answer == QMessageBox.Yes
 
     def _start_grid(self, params: dict) -> None:
@@ -194,13 +201,18 @@ class TerrainDock(QgsDockWidget):
         self._grid_about = (self.run_box.raster().name(), self.model.contract)
         run.connect_progress(self._on_progress)
         self.run_box.progress.setValue(0)
+        self._grid_started = time.monotonic()
         self._update_buttons()
         run.start(self._grid_done)
 
     @pyqtSlot(float)
     def _on_progress(self, value: float) -> None:
-        if not sip.isdeleted(self):
-            self.run_box.progress.setValue(int(value))
+        if sip.isdeleted(self):
+            return
+        self.run_box.progress.setValue(int(value))
+        if self.grid_run is not None:  # a grid: the time left, from the speed measured so far
+            eta = eta_text(value / 100.0, time.monotonic() - self._grid_started)
+            self.run_box.progress.setFormat(f"%p% · {eta}" if eta else "%p%")
 
     def cancel(self) -> None:
         """Cancel the grid run, or the rectangles being classified."""
@@ -213,19 +225,29 @@ class TerrainDock(QgsDockWidget):
         if sip.isdeleted(self):
             return
         self.grid_run = None
-        layer = run.output if run.output is not None and (run.succeeded or run.output.featureCount() > 0) else None
+        self._measure_speed(run.results)
+        self.run_box.progress.setFormat("%p%")
+        layer = run.output if run.output is not None and run.output.featureCount() > 0 else None
         try:
             if layer is not None:
                 self._add_result(layer, run)
             elif run.was_canceled:
-                # QGIS 3.22 keeps a cancelled run's temporary layer out of the context: nothing to add.
-                self.message("Classification cancelled; no layer was added.", Qgis.Info)
+                self.message("Classification cancelled before any cell was classified; no layer was added.",
+                             Qgis.Info)
+            elif run.succeeded:
+                self.message(empty_grid_message(run.results, self.run_box.raster()), Qgis.Warning)
             else:
                 self.message(f"Classification failed: {run.error or 'no result'}", Qgis.Critical)
         finally:
             self.run_box.progress.setValue(100 if layer is not None and not run.was_canceled else 0)
             self._update_buttons()
             self.runFinished.emit(layer is not None)
+
+    def _measure_speed(self, results: dict) -> None:
+        visited = sum(int(results.get(key) or 0) for key in ("CELLS_CLASSIFIED", "CELLS_NODATA", "CELLS_OUTSIDE"))
+        elapsed = time.monotonic() - self._grid_started
+        if visited > 0 and elapsed > 0:
+            self.cells_per_second = visited / elapsed
 
     def _add_result(self, layer: QgsVectorLayer, run: AlgorithmRun) -> None:
         name, contract = self._grid_about
@@ -237,13 +259,8 @@ class TerrainDock(QgsDockWidget):
         polygons = self.run_box.polygon_combo  # results are not polygons to classify under
         polygons.setExceptedLayerList(polygons.exceptedLayerList() + [layer])
         self.result_box.show_layer(layer)  # legend and gsd warning
-        counts = relabel.label_counts(layer)
-        summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-        if run.was_canceled:
-            self.message(f"Classification cancelled; kept the {layer.featureCount()} cell(s) classified so far "
-                         f"({summary}).", Qgis.Info)
-        else:
-            self.message(f"{layer.featureCount()} cell(s) classified ({summary}).", Qgis.Success)
+        self.message(grid_message(layer, contract, run.was_canceled),
+                     Qgis.Info if run.was_canceled else Qgis.Success, class_summary(layer))
 
     def _extent_run_started(self, run: AlgorithmRun) -> None:
         """Controller listener: a rectangle is being classified; the progress bar and Cancel follow its run."""

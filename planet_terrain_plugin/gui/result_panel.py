@@ -2,8 +2,9 @@
 
 The legend counts the layer's cells per class in the palette's colours; moving the threshold re-labels the
 layer from its stored probabilities (``qgis_io.relabel``) without running the model; a layer whose cells' ground
-pixel size is far outside the model's trained range gets a warning, shown once per layer; Export… writes the
-layer to a file (``qgis_io.export``; the format follows the extension), optionally only its confident cells.
+pixel size is far outside the model's trained range gets a warning under the legend (the run's one message
+carries the same scale note); Export… writes the layer to a file (``qgis_io.export``; the format follows the
+extension), optionally only its confident cells.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from qgis.core import Qgis, QgsFeatureRequest, QgsMapLayerProxyModel, QgsProject
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QIcon, QPixmap
-from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QGroupBox, QHBoxLayout, QHeaderView,
+from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QGroupBox, QHeaderView,
                                  QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..core.contract import UNKNOWN_LABEL, ModelContract
@@ -23,15 +24,7 @@ from ..processing.export_labeled_layer import FILE_FILTER
 from ..qgis_io import export, relabel
 from ..qgis_io.fields import gsd_factor
 from ..qgis_io.style import class_colour
-
-#: A result whose cells are this many times coarser (or finer) than the model's range gets a warning.
-GSD_WARN_FACTOR = 2.0
-
-
-def format_factor(factor: float) -> str:
-    """'40x coarser' / '3.5x finer' for a :func:`qgis_io.fields.gsd_factor` ratio."""
-    ratio, word = (factor, "coarser") if factor >= 1 else (1.0 / factor, "finer")
-    return f"{ratio:.0f}x {word}" if ratio >= 10 else f"{ratio:.1f}x {word}"
+from .messages import scale_note
 
 
 def worst_gsd(layer: QgsVectorLayer, contract: ModelContract) -> tuple[float, float] | None:
@@ -72,7 +65,6 @@ class ResultPanel(QGroupBox):
         self.message = message
         self.contract: ModelContract | None = None
         self.threshold = 0.0
-        self._gsd_warned: set[str] = set()
         layout = QVBoxLayout(self)
         self.result_combo = QgsMapLayerComboBox(self)
         self.result_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
@@ -84,24 +76,27 @@ class ResultPanel(QGroupBox):
         self.legend.setHorizontalHeaderLabels(["Class", "Cells"])
         self.legend.verticalHeader().setVisible(False)
         self.legend.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.legend.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        self.legend.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.legend.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.legend.setSelectionMode(QAbstractItemView.NoSelection)
         self.legend.setMinimumHeight(150)
         layout.addWidget(self.legend, 1)
         self.total_label = QLabel(self)
+        self.total_label.setWordWrap(True)
         layout.addWidget(self.total_label)
         self.warning_label = QLabel(self)
         self.warning_label.setWordWrap(True)
         self.warning_label.setStyleSheet("color: #b35900;")
         self.warning_label.hide()
         layout.addWidget(self.warning_label)
-        export_row = QHBoxLayout()
-        self.confident_only = QCheckBox("Only confident cells", self)
+        self.confident_only = QCheckBox("Confident only", self)
+        self.confident_only.setToolTip("Export only the cells that did not abstain (not 'unknown')")
         self.export_button = QPushButton("Export…", self)
+        self.export_button.setToolTip("Write the result layer to a file (GeoPackage, Shapefile, GeoJSON, …)")
         self.export_button.clicked.connect(self.export_result)
-        export_row.addWidget(self.confident_only)
-        export_row.addWidget(self.export_button)
-        layout.addLayout(export_row)
+        layout.addWidget(self.confident_only)
+        layout.addWidget(self.export_button)
 
     # -- the result layer ------------------------------------------------------------------------------------
     def result_layer(self) -> QgsVectorLayer | None:
@@ -139,7 +134,9 @@ class ResultPanel(QGroupBox):
             swatch.fill(QColor(class_colour(label)))
             count = QTableWidgetItem(str(counts[label]))
             count.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
-            self.legend.setItem(row, 0, QTableWidgetItem(QIcon(swatch), label))
+            name = QTableWidgetItem(QIcon(swatch), label)
+            name.setToolTip(label)  # a narrow panel elides long class names
+            self.legend.setItem(row, 0, name)
             self.legend.setItem(row, 1, count)
         self.total_label.setText(f"{sum(counts.values())} cell(s) at threshold {self.threshold:.3f}")
 
@@ -149,19 +146,10 @@ class ResultPanel(QGroupBox):
         if layer is None or self.contract is None:
             return
         worst = worst_gsd(layer, self.contract)
-        if worst is None:
-            return
-        factor, gsd = worst
-        if max(factor, 1.0 / factor) < GSD_WARN_FACTOR:
-            return
-        lo, hi = self.contract.gsd_range_m
-        text = (f"'{layer.name()}': cells are {format_factor(factor)} than the training images ({gsd:.3g} m/px; "
-                f"the model knows {lo:g}–{hi:g} m/px). Treat the labels with care.")
-        self.warning_label.setText(text)
-        self.warning_label.show()
-        if layer.id() not in self._gsd_warned:
-            self._gsd_warned.add(layer.id())
-            self.message(text, Qgis.Warning)
+        note = scale_note(worst[1], self.contract.gsd_range_m) if worst is not None else ""
+        if note:
+            self.warning_label.setText(f"Treat the labels with care: cells of {worst[1]:.3g} m/px are {note}.")
+            self.warning_label.show()
 
     # -- threshold -------------------------------------------------------------------------------------------
     def relabel(self, threshold: float) -> None:

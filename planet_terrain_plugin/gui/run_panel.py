@@ -26,11 +26,16 @@ from .run_params import GridChoice
 #: Modes, in the order of the mode combo box.
 MODE_EXTENT, MODE_GRID_LAYER, MODE_GRID_CANVAS, MODE_POLYGONS = "extent", "grid_layer", "grid_canvas", "polygons"
 MODES: tuple[tuple[str, str], ...] = (
-    (MODE_EXTENT, "Drag a rectangle on the map"),
-    (MODE_GRID_LAYER, "Grid over the layer extent"),
-    (MODE_GRID_CANVAS, "Grid over the canvas extent"),
+    (MODE_EXTENT, "Drag a rectangle"),
+    (MODE_GRID_LAYER, "Grid over the layer"),
+    (MODE_GRID_CANVAS, "Grid over the map view"),
     (MODE_POLYGONS, "Grid under polygons"),
 )
+#: What each mode does, in its tooltip.
+MODE_TIPS = {MODE_EXTENT: "Drag a rectangle on the map over the raster; each rectangle is classified as one image",
+             MODE_GRID_LAYER: "Cover the whole raster with a grid of cells and classify each cell",
+             MODE_GRID_CANVAS: "Cover what the map canvas shows with a grid of cells and classify each cell",
+             MODE_POLYGONS: "Classify the grid cells under the polygons of a layer (all, or only the selected)"}
 #: Threshold slider steps (0..1 in thousandths).
 SLIDER_STEPS = 1000
 
@@ -59,6 +64,7 @@ class RunPanel(QGroupBox):
         super().__init__("Classify", parent)
         self.model: TerrainModel | None = None  # the dock's: for the default cell size
         form = QFormLayout(self)
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # a narrow dock puts each field under its label
         self.layer_combo = QgsMapLayerComboBox(self)
         self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.layer_combo.layerChanged.connect(self.raster_changed)
@@ -66,20 +72,23 @@ class RunPanel(QGroupBox):
         self.mode_combo = QComboBox(self)
         for key, title in MODES:
             self.mode_combo.addItem(title, key)
+            self.mode_combo.setItemData(self.mode_combo.count() - 1, MODE_TIPS[key], Qt.ToolTipRole)
         self.mode_combo.currentIndexChanged.connect(self._mode_changed)
         form.addRow("Mode", self.mode_combo)
         self.polygon_combo = QgsMapLayerComboBox(self)
         self.polygon_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
         self.polygon_combo.setAllowEmptyLayer(True)
         self.polygon_combo.setLayer(None)
-        self.selected_only = QCheckBox("Selected features only", self)
+        self.selected_only = QCheckBox("Selected only", self)
+        self.selected_only.setToolTip("Classify only under the selected features of the polygon layer")
         form.addRow("Polygons", self.polygon_combo)
-        form.addRow("", self.selected_only)
-        form.addRow("Cell size", self._cell_row())
+        form.addRow(self.selected_only)
+        self._add_cell_rows(form)
         form.addRow("Threshold", self._threshold_row())
         buttons = QHBoxLayout()
         self.run_button = QPushButton("Run", self)
         self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Stop the run; a grid keeps the cells classified so far")
         self.cancel_button.setEnabled(False)
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -90,18 +99,19 @@ class RunPanel(QGroupBox):
         form.addRow(self.progress)
         self._mode_changed()
 
-    def _cell_row(self) -> QHBoxLayout:
-        row = QHBoxLayout()
+    def _add_cell_rows(self, form: QFormLayout) -> None:
+        """The cell size and its unit, one row each (side by side they would not fit a narrow dock)."""
         self.cell_size_spin = QDoubleSpinBox(self)
-        self.cell_size_spin.setRange(0.0, 1e9)
-        self.cell_size_spin.setDecimals(2)
+        self.cell_size_spin.setRange(0.0, 1e6)
+        self.cell_size_spin.setDecimals(1)
         self.cell_size_spin.setSpecialValueText("auto")
+        self.cell_size_spin.setToolTip("Size of a grid cell, in metres on the ground or in source pixels; "
+                                       "auto: the model's input size, or more on a fine raster")
         self.cell_unit_combo = QComboBox(self)
         self.cell_unit_combo.addItems(list(CELL_UNITS))
         self.cell_unit_combo.setCurrentText("pixels")
-        row.addWidget(self.cell_size_spin, 1)
-        row.addWidget(self.cell_unit_combo)
-        return row
+        form.addRow("Cell size", self.cell_size_spin)
+        form.addRow("Unit", self.cell_unit_combo)
 
     def _threshold_row(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -109,7 +119,8 @@ class RunPanel(QGroupBox):
         self.threshold_slider.setRange(0, SLIDER_STEPS)
         self.threshold_slider.setPageStep(SLIDER_STEPS // 20)
         self.threshold_label = QLabel(self)
-        self.threshold_label.setMinimumWidth(40)
+        self.threshold_slider.setToolTip("Below this confidence a cell is labelled 'unknown'; moving it "
+                                         "re-labels the current result without running the model again")
         self.threshold_slider.valueChanged.connect(self._threshold_moved)
         self.threshold_slider.sliderReleased.connect(lambda: self.thresholdChanged.emit(self.threshold()))
         row.addWidget(self.threshold_slider, 1)
@@ -147,7 +158,9 @@ class RunPanel(QGroupBox):
         self.selected_only.setEnabled(polygons)
         self.cell_size_spin.setEnabled(grid)
         self.cell_unit_combo.setEnabled(grid)
-        self.run_button.setText("Run" if grid else "Draw a rectangle")
+        self.run_button.setText("Run" if grid else "Draw")
+        self.run_button.setToolTip("Classify the grid" if grid else
+                                   "Drag a rectangle over the raster on the map to classify it (Esc cancels)")
 
     def raster_changed(self, *_args) -> None:
         """Offer the default cell size of the chosen raster."""

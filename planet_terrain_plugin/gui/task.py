@@ -20,11 +20,25 @@ LOG_TAG = "Planet Terrain"
 
 
 class RunFeedback(QgsProcessingFeedback):
-    """Keeps the algorithm's error messages (reported from the worker thread) for the message bar."""
+    """Keeps the algorithm's error messages (reported from the worker thread) for the message bar, and carries
+    the panel's stop request.
+
+    :meth:`stop` makes the algorithm (Python code, which asks :meth:`isCanceled`) stop early, while QGIS's own
+    cancel flag stays down: QGIS 3.22 then finishes the task normally and hands over the OUTPUT layer, so a grid
+    that keeps its cells on cancel (``ON_CANCEL``) gives them to the panel instead of losing them in the
+    algorithm's private context with a "Task failed".
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.errors: list[str] = []
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def isCanceled(self) -> bool:  # noqa: N802 -- QGIS's name
+        return self.stopped or super().isCanceled()
 
     def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802,N803 -- QGIS's names
         self.errors.append(error)
@@ -77,7 +91,7 @@ class AlgorithmRun:
 
     def cancel(self) -> None:
         """Ask the algorithm to stop (it polls its feedback); a grid keeps the cells it wrote, if asked to."""
-        self.feedback.cancel()
+        self.feedback.stop()
 
     def connect_progress(self, slot: Callable[[float], None]) -> None:
         """Have ``slot`` follow the run's progress (0-100), on the main thread."""

@@ -1,13 +1,16 @@
-"""The look of result layers: one fixed colour per class, ``unknown`` in grey, categorised by the label field.
+"""The look of result layers: one fixed colour per class, ``unknown`` hatched, categorised by the label field.
 
 Fixed colours (not a random ramp) so a crater is the same colour in every layer, project and screenshot.
+``unknown`` keeps its grey in the legend but is drawn with a light outline and a diagonal hatch: a grey fill
+alone vanishes on grey lunar and Martian images.
 """
 from __future__ import annotations
 
 import hashlib
 
-from qgis.core import (QgsCategorizedSymbolRenderer, QgsExpression, QgsFillSymbol, QgsProperty, QgsRendererCategory,
-                       QgsSymbolLayer, QgsVectorLayer)
+from qgis.core import (QgsCategorizedSymbolRenderer, QgsExpression, QgsFillSymbol, QgsLinePatternFillSymbolLayer,
+                       QgsProperty, QgsRendererCategory, QgsSimpleFillSymbolLayer, QgsSymbolLayer, QgsVectorLayer)
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor
 
 from ..core.contract import HIRISE_LANDFORMS, UNKNOWN_LABEL, ModelContract
@@ -21,6 +24,10 @@ if len(LANDFORM_COLOURS) != len(HIRISE_LANDFORMS):
 PALETTE: dict[str, str] = {**{c.name: colour for c, colour in zip(HIRISE_LANDFORMS, LANDFORM_COLOURS)},
                            UNKNOWN_LABEL: "#9e9e9e"}
 FILL_ALPHA = 90  # of 255: the raster stays readable under the polygons
+#: How ``unknown`` stands out on grey images: a near-white outline and hatch, over the palette's grey.
+UNKNOWN_LINE = "#f5f5f5"
+UNKNOWN_HATCH_MM = 3.0  # distance between hatch lines
+UNKNOWN_HATCH_ALPHA = 170  # of 255: the terrain under the hatch stays readable
 
 
 def class_colour(name: str) -> QColor:
@@ -40,10 +47,27 @@ def _symbol(colour: QColor) -> QgsFillSymbol:
     return symbol
 
 
+def _unknown_symbol() -> QgsFillSymbol:
+    """A light outline and a diagonal hatch over a faint grey fill: visible on dark and on grey images."""
+    symbol = _symbol(class_colour(UNKNOWN_LABEL))
+    symbol.symbolLayer(0).setStrokeColor(QColor(UNKNOWN_LINE))
+    symbol.symbolLayer(0).setStrokeWidth(0.6)
+    symbol.symbolLayer(0).setStrokeStyle(Qt.DashLine)
+    hatch = QgsLinePatternFillSymbolLayer()
+    hatch.setLineAngle(45)
+    hatch.setDistance(UNKNOWN_HATCH_MM)
+    hatch_colour = QColor(UNKNOWN_LINE)
+    hatch_colour.setAlpha(UNKNOWN_HATCH_ALPHA)
+    hatch.setColor(hatch_colour)
+    hatch.setLineWidth(0.25)
+    symbol.appendSymbolLayer(hatch)
+    return symbol
+
+
 def categorized_renderer(contract: ModelContract) -> QgsCategorizedSymbolRenderer:
     """Categories for every class of ``contract`` plus ``unknown``, on the label field."""
-    labels = list(contract.class_names) + [UNKNOWN_LABEL]
-    categories = [QgsRendererCategory(label, _symbol(class_colour(label)), label) for label in labels]
+    categories = [QgsRendererCategory(label, _symbol(class_colour(label)), label) for label in contract.class_names]
+    categories.append(QgsRendererCategory(UNKNOWN_LABEL, _unknown_symbol(), UNKNOWN_LABEL))
     return QgsCategorizedSymbolRenderer(LABEL_FIELD, categories)
 
 
@@ -63,7 +87,7 @@ def outline_reviewed(renderer: QgsCategorizedSymbolRenderer) -> QgsCategorizedSy
     colour, width = REVIEWED_OUTLINE
     for index, category in enumerate(renderer.categories()):
         symbol = category.symbol().clone()
-        for layer in symbol.symbolLayers():
+        for layer in (sl for sl in symbol.symbolLayers() if isinstance(sl, QgsSimpleFillSymbolLayer)):
             stroke = layer.strokeColor().name(QColor.HexArgb)
             layer.setDataDefinedProperty(QgsSymbolLayer.PropertyStrokeColor, QgsProperty.fromExpression(
                 f"if({test}, '{colour}', '{stroke}')"))
