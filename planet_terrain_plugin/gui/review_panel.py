@@ -38,13 +38,17 @@ class ReviewPanel(QGroupBox):
         self.accept_button.setToolTip("Mark the selected cells reviewed, keeping their label (Alt+A)")
         self.correct_button = QPushButton("&Correct", self)
         self.correct_button.setToolTip("Give the selected cells the label in the box, reviewed (Alt+C)")
-        self.export_button = QPushButton("Export reviewed as training data…", self)
+        self.export_button = QPushButton("Training data…", self)
+        self.export_button.setToolTip("Write the reviewed cells as training data (HiRISE v3 layout) in a new folder")
         self.counts_label = QLabel(self)
         self.counts_label.setWordWrap(True)
+        self.label_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.label_combo.setMinimumContentsLength(6)  # a long class name must not widen the panel
         row = QHBoxLayout()
-        for widget in (self.label_combo, self.correct_button, self.accept_button):
+        for widget in (self.correct_button, self.accept_button):
             row.addWidget(widget)
         outer = QVBoxLayout(self)
+        outer.addWidget(self.label_combo)
         outer.addLayout(row)
         outer.addWidget(self.counts_label)
         outer.addWidget(self.export_button)
