@@ -1,8 +1,8 @@
 """The panel's Review box: accept or correct the selected cells of the result layer, and harvest them.
 
 One click (or its key: Alt+A accepts, Alt+C corrects to the label in the box) reviews every selected feature of
-the result layer (``qgis_io.review``); the box says how many cells are reviewed per label. "Export reviewed as
-training data…" runs ``planet_terrain:export_training_data`` on them. Main-thread code only.
+the result layer (``qgis_io.review``); the box says how many cells are reviewed per label. "Training data…"
+runs ``planet_terrain:export_training_data`` on them (a new folder). Main-thread code only.
 """
 from __future__ import annotations
 
