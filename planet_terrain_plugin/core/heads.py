@@ -9,7 +9,7 @@ multinomial logistic regression (numpy, L2, accelerated gradient descent) on the
 * given its own abstention: a label is given only where, out of fold, labels at that confidence were more often
   right than wrong; and with a pool of background ("other") examples, an extra background output whose
   probability plays the role of the backbone's out-of-distribution score (cells like the background abstain);
-* saved as JSON (never pickle: a head file may come from a colleague) and bound to its backbone by the sha256
+* saved as plain JSON (data, never code: a head file may come from a colleague) and bound to its backbone by the sha256
   of the ONNX file, because an embedding means nothing to a head taught on another network.
 
 :func:`attach_head` turns a loaded backbone into a model whose contract carries the head's classes, name and
