@@ -106,13 +106,15 @@ def test_switching_the_model_sets_what_every_run_uses_and_automatic_goes_back(op
     assert "Runs now use tiny.onnx" in dialog.status.text()
 
 
-def test_a_broken_file_is_listed_with_its_problem_and_cannot_be_chosen(open_dialog, broken_model):
-    QgsSettings().setValue(library.SETTING_FILES, [str(broken_model)])
+def test_a_broken_or_moved_file_is_listed_with_its_problem_and_cannot_be_chosen(open_dialog, broken_model, tmp_path):
+    moved = tmp_path / "moved.onnx"
+    QgsSettings().setValue(library.SETTING_FILES, [str(broken_model), str(moved)])
     dialog = open_dialog()
-    dialog.table.selectRow(row_of(dialog, broken_model))
-    assert rows(dialog)[row_of(dialog, broken_model)]["Classes"] == "cannot be read"
-    assert "temperature" in dialog.details.text()
-    assert not dialog.use_button.isEnabled() and dialog.remove_button.isEnabled()
+    for path, problem in ((broken_model, "temperature"), (moved, "does not exist")):
+        dialog.table.selectRow(row_of(dialog, path))
+        assert rows(dialog)[row_of(dialog, path)]["Classes"] == "cannot be read"
+        assert problem in dialog.details.text()
+        assert not dialog.use_button.isEnabled() and dialog.remove_button.isEnabled()
 
 
 def test_shipped_models_are_never_removed_and_the_dialog_says_why(open_dialog):

@@ -106,7 +106,7 @@ class ModelManagerDialog(QDialog):
         self.use_button = QPushButton("Use this model", self)
         self.auto_button = QPushButton("Automatic", self)
         self.auto_button.setToolTip("Use the model that ships with the plugin, in the variant that suits the "
-                                    "processor (the smaller int8 on a CPU, fp16 on a GPU).")
+                                    "processor (see the 'Default on' column).")
         self.remove_button = QPushButton("Remove", self)
         self.install_button = QPushButton("Install model file…", self)
         self.download_button = QPushButton("Download", self)
@@ -275,13 +275,13 @@ class ModelManagerDialog(QDialog):
 
 def open_manager(install_action=None, changed: Callable[[], None] | None = None,
                  parent: QWidget | None = None) -> ModelManagerDialog:
-    """Show the manager (one at a time): raised when open, else made."""
+    """Show the manager, one per session: closing it only hides it, so a download it runs goes on and is
+    never started twice."""
     if _OPEN:
         dialog = _OPEN[0]
         dialog.refresh()
     else:
         dialog = ModelManagerDialog(install_action, changed, parent)
-        dialog.finished.connect(lambda _result: _OPEN.clear())
         _OPEN.append(dialog)
     dialog.show()
     dialog.raise_()

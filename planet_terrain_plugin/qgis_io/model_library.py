@@ -13,6 +13,7 @@ that taught heads, small files beside a model, can be listed by the same manager
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +75,16 @@ def _remember(paths: list[str]) -> None:
     QgsSettings().setValue(SETTING_FILES, paths)
 
 
+@functools.lru_cache(maxsize=32)
+def _contract(path: str, stamp: tuple[int, int]) -> ModelContract:
+    """A file's contract, read once per ``stamp`` (size, mtime); failures are not cached, so they are retried."""
+    return read_contract(path)
+
+
 def _entry(path: Path, origin: str) -> ModelEntry:
+    stamp = (path.stat().st_size, path.stat().st_mtime_ns) if path.is_file() else (-1, -1)
     try:
-        return ModelEntry(path, origin, read_contract(str(path)))
+        return ModelEntry(path, origin, _contract(str(path), stamp))
     except (ContractError, ImportError, ValueError, RuntimeError, OSError) as exc:
         return ModelEntry(path, origin, None, str(exc))
 
