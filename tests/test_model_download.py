@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,18 @@ def test_metadata_without_an_offer_offers_nothing(tmp_path):
     meta.write_text("[general]\nname=x\nmodel_url=https://example.org/m.onnx\nmodel_sha256=nothex\n")
     assert read_offer(meta) is None
     assert read_offer(Path(METADATA)) is not None
+
+
+def test_the_zip_offers_for_download_the_model_it_leaves_out_and_stays_reproducible(tmp_path):
+    from scripts.package import build_zip, validate_zip
+
+    first, left_out = build_zip(tmp_path / "a")
+    second, _ = build_zip(tmp_path / "b")
+    assert validate_zip(first) == [] and sha256_of(first) == sha256_of(second), "make package is reproducible"
+    with zipfile.ZipFile(first) as zf:
+        (tmp_path / "metadata.txt").write_bytes(zf.read("planet_terrain_plugin/metadata.txt"))
+        names = zf.namelist()
+    offer = read_offer(tmp_path / "metadata.txt")
+    assert offer is not None and f"planet_terrain_plugin/models/{offer.file_name}" not in names
+    if models.variant_path("fp16").is_file():
+        assert left_out == [offer.file_name], "the download offers exactly the file the zip cannot carry"
