@@ -12,7 +12,6 @@ Nothing here runs unless called: the plugin calls it from the model manager's Do
 from __future__ import annotations
 
 import configparser
-import hashlib
 import http.client
 import os
 import re
@@ -64,11 +63,10 @@ def read_offer(metadata: Path = METADATA) -> DownloadOffer | None:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    # The batch package's hash (stdlib only); imported here, not at plugin load, as that package asks.
+    from ..core.batch.parquet import file_sha256
+
+    return file_sha256(str(path))
 
 
 def part_path(target: Path) -> Path:
