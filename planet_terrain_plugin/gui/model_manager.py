@@ -273,6 +273,7 @@ class ModelManagerDialog(QDialog):
         self._changed()
         self._tell(text)
 
+
 def open_manager(install_action=None, changed: Callable[[], None] | None = None,
                  parent: QWidget | None = None) -> ModelManagerDialog:
     """Show the manager, one per session: closing it only hides it, so a download it runs goes on and is
