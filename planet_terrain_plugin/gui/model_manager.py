@@ -23,6 +23,10 @@ from ..qgis_io.model_download import DownloadError, DownloadOffer, download, par
 TITLE = "Planet Terrain models"
 COLUMNS = ("In use", "Name", "Version", "Variant", "Size", "Classes", "Bodies", "Scale (m/px)", "From",
            "Default on")
+#: The classes column is cut to this width (the full list is in its tooltip and under the table).
+CLASSES_WIDTH = 180
+#: The dialog widens to show every column, up to this width (then the table scrolls).
+MAX_WIDTH = 1280
 FROM_WORDS = {library.SHIPPED: "the plugin", library.DOWNLOADED: "downloaded", library.FILE: "your file"}
 
 #: The dialog opened from the menu (kept referenced so Python does not delete it while it is shown).
@@ -96,6 +100,7 @@ class ModelManagerDialog(QDialog):
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().hide()
         self.table.itemSelectionChanged.connect(self._selection_changed)
         self.details = QLabel(self)
         self.details.setWordWrap(True)
@@ -104,7 +109,7 @@ class ModelManagerDialog(QDialog):
         self.status = QLabel(self)
         self.status.setWordWrap(True)
         self.use_button = QPushButton("Use this model", self)
-        self.auto_button = QPushButton("Automatic", self)
+        self.auto_button = QPushButton(self)
         self.auto_button.setToolTip("Use the model that ships with the plugin, in the variant that suits the "
                                     "processor (see the 'Default on' column).")
         self.remove_button = QPushButton("Remove", self)
@@ -126,7 +131,7 @@ class ModelManagerDialog(QDialog):
             get.addWidget(widget)
         for item in (self.table, self.details, choose, get, self.progress, self.status):
             (layout.addLayout if isinstance(item, QHBoxLayout) else layout.addWidget)(item)
-        self.resize(820, 420)
+        self.resize(900, 420)
 
     # -- the list ----------------------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -138,10 +143,16 @@ class ModelManagerDialog(QDialog):
             texts = _row_texts(entry, active is not None and Path(entry.path).resolve() == active.resolve())
             for col, text in enumerate(texts):
                 item = QTableWidgetItem(text)
-                item.setToolTip(entry.error or str(entry.path))
+                item.setToolTip(entry.error or (text if col == COLUMNS.index("Classes") else str(entry.path)))
                 self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
-        self.auto_button.setEnabled(not library.is_automatic())
+        classes = COLUMNS.index("Classes")
+        self.table.setColumnWidth(classes, min(self.table.columnWidth(classes), CLASSES_WIDTH))
+        wanted = sum(self.table.columnWidth(c) for c in range(len(COLUMNS))) + 2 * self.table.frameWidth() + 24
+        self.resize(max(self.width(), min(wanted, MAX_WIDTH)), self.height())
+        automatic = library.is_automatic()
+        self.auto_button.setText("Automatic choice (on)" if automatic else "Automatic choice")
+        self.auto_button.setEnabled(not automatic)
         self._update_download()
         self._selection_changed()
 
