@@ -14,6 +14,7 @@ from .core.contract import ContractError
 from .gui.controller import ClassifyController, body_setting, set_body_setting
 from .gui.dock import TerrainDock
 from .gui.map_tool import ExtentMapTool
+from .gui.model_manager import close_manager, open_manager
 from .gui.resources import icon_path, rectangle_icon_path
 from .processing.provider import PlanetTerrainProvider
 from .qgis_io.layer_info import BODY_CHOICES
@@ -65,6 +66,9 @@ class PlanetTerrainPlugin:
         install = QAction("Install model file…", window)
         install.triggered.connect(self.install_model)
         self.iface.addPluginToMenu(MENU, install)
+        manage = QAction("Manage models…", window)
+        manage.triggered.connect(lambda: open_manager(install, self.dock and self.dock.refresh_model, window))
+        self.iface.addPluginToMenu(MENU, manage)
 
         self.body_menu = QMenu("Body", window)
         group = QActionGroup(self.body_menu)
@@ -77,7 +81,7 @@ class PlanetTerrainPlugin:
             self.body_menu.addAction(act)
         body_action = self.body_menu.menuAction()
         self.iface.addPluginToMenu(MENU, body_action)
-        self.actions = [self.classify_action, install, body_action]
+        self.actions = [self.classify_action, install, manage, body_action]
 
         self.dock = TerrainDock(self.iface, self.controller, install, self.activate_tool, window)
         self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
@@ -107,6 +111,7 @@ class PlanetTerrainPlugin:
     def unload(self) -> None:
         if self.controller is not None:
             self.controller.cancel_all()
+        close_manager()
         if self.dock is not None:
             self.dock.clean_up()
             if self.dock_action is not None:

@@ -81,13 +81,14 @@ def test_plugin_registers_provider_action_and_tool_and_unloads_cleanly(plugin, q
     registry = QgsApplication.processingRegistry()
     assert registry.providerById(PROVIDER_ID) is plugin.provider is not None
     assert registry.algorithmById("planet_terrain:classify_extent") is not None
-    assert [a.text() for a in plugin.actions] == ["Classify terrain in a rectangle", "Install model file…", "Body"]
+    assert [a.text() for a in plugin.actions] == ["Classify terrain in a rectangle", "Install model file…",
+                                                  "Manage models…", "Body"]
     plugin.classify_action.trigger()
     assert qgis_iface.mapCanvas().mapTool() is plugin.tool
     plugin.unload()
     assert registry.providerById(PROVIDER_ID) is None
     assert qgis_iface.mapCanvas().mapTool() is None
-    assert [m for m, _ in plugin.removed_menus] == ["&Planet Terrain"] * 3 and plugin.actions == []
+    assert [m for m, _ in plugin.removed_menus] == ["&Planet Terrain"] * 4 and plugin.actions == []
 
 
 def test_drag_on_the_canvas_classifies_and_appends(plugin, qgis_iface, apollo_in_project, bar, tiny_model,

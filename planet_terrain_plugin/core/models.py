@@ -57,8 +57,8 @@ def default_model_path(provider_hint: str = "CPUExecutionProvider", models_dir: 
     if not found:
         raise NoModelError(
             f"No default model is installed in {models_dir}. Train and export one with `make train export` "
-            "(see README, 'The model'), or install a model file with 'Planet Terrain > Install model file…' "
-            "or the Processing algorithm's model parameter.")
+            "(see README, 'The model'), download or install one with 'Planet Terrain > Manage models…' / "
+            "'Install model file…', or give one in the Processing algorithm's model parameter.")
     if provider_hint != "CPUExecutionProvider":
         order = ["fp16", "fp32", "int8"]
     else:
