@@ -246,20 +246,29 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         return GridPlan(grid, area, polygons, size, size_value, size_unit)
 
     # -- the run -----------------------------------------------------------------------------------------------
-    def processAlgorithm(self, parameters, context, feedback):
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        if layer is None:
+    def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 -- QGIS's name
+        """Main thread: open the layer and snapshot it (a provider clone), so that the run's thread never creates
+        or reads a map layer itself (two grid tasks at once each read their own clone)."""
+        self._layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if self._layer is None:
             raise QgsProcessingException("INPUT: no raster layer could be opened from "
                                          f"{parameters.get(self.INPUT)!r}; give a raster file or layer.")
+        try:
+            self._source = raster_source(self._layer)
+        except ExtentError as exc:
+            raise QgsProcessingException(f"INPUT: {exc}") from None
+        return True
+
+    def processAlgorithm(self, parameters, context, feedback):
+        layer, source = self._layer, self._source
         output = RunOutput(self, parameters, self.OUTPUT, context)  # refuses an existing file before any work
         model = run_model(self, parameters, self.MODEL, context, feedback, grid=True)
         layout = model.layout
         contract = model.contract
-        info = crs_info(layer.crs(), self.body_choice(parameters, context))
+        info = crs_info(source.crs, self.body_choice(parameters, context))
         try:
             body = check_body(info, contract)
-            source = raster_source(layer)
-        except (BodyError, ExtentError) as exc:
+        except BodyError as exc:
             raise QgsProcessingException(str(exc)) from None
         threshold = optional_threshold(self, parameters, self.THRESHOLD, context)
         plan = self.plan(parameters, context, layer, info, source, model, feedback)
@@ -300,6 +309,7 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
             raise
         self._report(stats, feedback)
         feedback.setProgress(100)
+        self._layer = self._source = None  # release the layer and its clone now, not when Processing drops us
         return {self.OUTPUT: dest_id, self.CELLS_TOTAL: total, self.CELLS_CLASSIFIED: stats.classified,
                 self.CELLS_OUTSIDE: stats.outside, self.CELLS_NODATA: stats.nodata,
                 self.CELL_SIZE_USED: size_value, self.CELL_UNIT_USED: size_unit,
