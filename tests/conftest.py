@@ -129,6 +129,18 @@ def bar(qgis_iface):
         b.messages[level] = []
     return b
 
+@pytest.fixture(autouse=True)
+def _collect_garbage_on_the_main_thread():
+    """Python's cycle collector runs in whichever thread happens to allocate: during a Processing task or the
+    grid's reader/model threads it could collect a Qt object (a layer, a task) of an earlier test there and run
+    its C++ destructor outside the thread that owns it -- a segfault in a later, unrelated test (seen once in a
+    task thread, once in a fixture). Automatic collection is off for the session; it runs here, after each
+    test, on the main thread, where Qt objects may be deleted."""
+    gc.disable()
+    yield
+    gc.collect()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _release_frames_leaked_by_processing_errors():
     """Free what QGIS 3.22 leaks when an algorithm raises QgsProcessingException through processing.run.
