@@ -45,16 +45,21 @@ def write_new(path: str, data: bytes) -> str:
 
 def _link(temp: str, path: str) -> None:
     try:
-        os.link(temp, path)
-        return
+        link_new(temp, path)
     except FileExistsError:
         raise NewFileError(f"'{path}' appeared while it was being written; it was left as it is. Choose another "
                            "name.") from None
+
+
+def link_new(src: str, dst: str) -> None:
+    """Make ``dst`` name the file ``src`` names; FileExistsError when ``dst`` exists (checked atomically)."""
+    try:
+        os.link(src, dst)
+        return
+    except FileExistsError:
+        raise
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
             raise
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # no hard links here: reserve, then move
-    except FileExistsError:
-        raise NewFileError(f"'{path}' appeared while it was being written; it was left as it is.") from None
-    os.replace(temp, path)
+    os.close(os.open(dst, os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # no hard links here: reserve, then move
+    os.replace(src, dst)

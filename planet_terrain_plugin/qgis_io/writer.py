@@ -14,7 +14,6 @@ A file is complete or absent, and never replaces what a user has:
 """
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransformConte
                        QgsFields, QgsGeometry, QgsVectorFileWriter, QgsVectorLayer, QgsWkbTypes)
 from qgis.PyQt.QtCore import QVariant
 
+from ..core.newfile import link_new
 from . import formats
 from .formats import (CSV_X_FIELD, CSV_Y_FIELD, FORMATS, SQLITE_SIDE_FILES, WKT2, ExportFormat, WriteCancelled,
                       WriteError)
@@ -238,7 +238,7 @@ def _publish(temp_stem: str, target: Target, overwrite: bool) -> list[str]:
     linked: list[str] = []
     try:
         for src, dst in pairs:
-            _link_new(src, dst)
+            link_new(src, dst)
             linked.append(dst)
     except FileExistsError as exc:
         for dst in linked:  # ours: the same file as our temporary, linked a moment ago
@@ -247,21 +247,6 @@ def _publish(temp_stem: str, target: Target, overwrite: bool) -> list[str]:
                          "it); it was left as it is and this run's result was not saved. Choose another file "
                          "name.") from None
     return [linked[-1]] + linked[:-1]
-
-
-def _link_new(src: str, dst: str) -> None:
-    """Make ``dst`` name the file ``src`` names, failing with FileExistsError when ``dst`` exists."""
-    try:
-        os.link(src, dst)
-        return
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
-            raise
-    fd = os.open(dst, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # no hard links here: reserve the name, then move
-    os.close(fd)
-    os.replace(src, dst)
 
 
 def _reserve_temp_stem(folder: str, stem: str) -> str:
