@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     size.add_argument("--cell-px", type=float, help="cell size in source pixels (default: classify_grid's)")
     g.add_argument("--overlap", type=float, default=0.0, help="fraction shared by neighbouring cells, 0-0.9")
     g.add_argument("--model", help="ONNX model file (default: the shipped model)")
+    g.add_argument("--head", help="a head taught on the model (`teach`): its classes instead of the model's")
     g.add_argument("--threshold", type=float, help="abstention threshold (default: the model's)")
     g.add_argument("--body", help="Mars, Moon or Vesta: override the body read from the CRS")
     g.add_argument("--provider", help="onnxruntime provider on the workers: auto, cuda, coreml or cpu")
@@ -67,7 +68,7 @@ def _grid(args: argparse.Namespace) -> int:
                          model=args.model or str(default_model_path()), cell_size_m=args.cell_size_m,
                          cell_px=args.cell_px, overlap=args.overlap, threshold=args.threshold, body=args.body,
                          provider=args.provider, scheduler=args.scheduler, workers=args.workers,
-                         batch_size=args.batch_size, partition_cells=args.partition_cells)
+                         batch_size=args.batch_size, partition_cells=args.partition_cells, head=args.head)
     try:
         summary = run_grid(options, default_log)
     except Exception as exc:  # noqa: BLE001 -- a partition failed on a worker: say so, the rest is kept

@@ -47,6 +47,7 @@ class RunOptions:
     cores_per_worker: int | None = None  # cores each local worker's session uses (default: shared out)
     batch_size: int = 32
     partition_cells: int = DEFAULT_PARTITION_CELLS
+    head: str | None = None  # a taught head file (``core.heads``) on the model's embedding
 
 
 @dataclass
@@ -67,6 +68,9 @@ def plan_jobs(options: RunOptions, cores: int) -> tuple[dict, list[PartitionJob]
                                        "sha256": file_sha256(options.model)},
                "overlap": options.overlap, "threshold": options.threshold, "body": options.body,
                "partition_cells": options.partition_cells}
+    if options.head:
+        contract = _head_contract(options.head, contract, request["model"]["sha256"], options.model)
+        request["head"] = {"path": os.path.abspath(options.head), "sha256": file_sha256(options.head)}
     jobs: list[PartitionJob] = []
     for index, path in enumerate(options.inputs):
         facts = raster_facts(path, options.body)
@@ -83,8 +87,21 @@ def plan_jobs(options: RunOptions, cores: int) -> tuple[dict, list[PartitionJob]
             jobs.append(PartitionJob(facts, size, options.overlap, part, os.path.abspath(options.model),
                                      options.provider, cores, body, options.threshold, options.batch_size,
                                      os.path.join(os.path.abspath(options.out), part.key + ".parquet"),
-                                     projjson, created, {"cell": [choice.value, choice.unit]}))
+                                     projjson, created, {"cell": [choice.value, choice.unit]},
+                                     os.path.abspath(options.head) if options.head else None))
     return json.loads(json.dumps(request)), jobs
+
+
+def _head_contract(head_file: str, contract, model_sha256: str, model_file: str):
+    """The contract a head gives the run (its classes), checked on the client before any worker starts."""
+    from ..heads import HeadError, read_head
+
+    head = read_head(head_file)
+    if head.backbone.get("sha256") != model_sha256:
+        raise HeadError(f"the head '{head.name}' was taught on another model file (sha256 "
+                        f"{str(head.backbone.get('sha256'))[:12]}…), not on '{os.path.basename(model_file)}' "
+                        f"({model_sha256[:12]}…); give that model with --model, or teach the head again on this one")
+    return head.contract_for(contract)
 
 
 def _projjson(facts: RasterFacts) -> dict | None:

@@ -47,6 +47,7 @@ class PartitionJob:
     projjson: dict | None
     created_utc: str
     extra: dict = field(default_factory=dict)
+    head_path: str | None = None  # a taught head on the model's embedding (its classes are the run's)
 
 
 @dataclass
@@ -69,6 +70,10 @@ def run_partition(job: PartitionJob) -> dict:
     import rasterio
 
     model = load_model(job.model_path, job.provider, grid=True, cores=job.cores or None)
+    if job.head_path:
+        from ..heads import attach_head, read_head
+
+        model = attach_head(model, read_head(job.head_path))
     kinds = result_field_kinds(model.contract, grid=True)
     out = _Collected(kinds, {name: [] for name, _ in kinds})
     grid = make_grid(job.facts, job.size, job.overlap)
