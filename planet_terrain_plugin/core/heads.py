@@ -19,7 +19,6 @@ unchanged. No Qt, no torch.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -28,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import checksum
 from .calibrate import softmax
 from .contract import EMBEDDING, LOGITS, OOD_SCORE, UNKNOWN_LABEL, ModelContract, TerrainClass
 from .session import NetworkOutputs, TerrainModel
@@ -271,11 +271,7 @@ def file_sha256(path: str) -> str:
     st = os.stat(path)
     key = os.path.abspath(path), st.st_mtime_ns, st.st_size
     if key not in _HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        _HASHES[key] = digest.hexdigest()
+        _HASHES[key] = checksum.file_sha256(path)
     return _HASHES[key]
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..core.checksum import file_sha256
+
 METADATA = Path(__file__).resolve().parent.parent / "metadata.txt"
 CHUNK_BYTES = 256 * 1024
 TIMEOUT_S = 30.0
@@ -63,9 +65,6 @@ def read_offer(metadata: Path = METADATA) -> DownloadOffer | None:
 
 
 def sha256_of(path: Path) -> str:
-    # The batch package's hash (stdlib only); imported here, not at plugin load, as that package asks.
-    from ..core.batch.parquet import file_sha256
-
     return file_sha256(str(path))
 
 

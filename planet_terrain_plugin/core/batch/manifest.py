@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from .parquet import file_sha256
+from ..checksum import file_sha256
 
 MANIFEST = "manifest.jsonl"
 FORMAT = 1

@@ -6,11 +6,12 @@ partition behind under the final name, and a task run twice (a worker lost mid-t
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
 from typing import Iterable, Sequence
+
+from ..checksum import file_sha256
 
 #: GeoParquet version written.
 GEOPARQUET_VERSION = "1.1.0"
@@ -75,14 +76,6 @@ def write_partition(path: str, kinds: Sequence[tuple[str, str]], columns: dict[s
         if os.path.exists(temp):
             os.remove(temp)
     return file_sha256(path)
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_partition(path: str):

@@ -23,7 +23,7 @@ from ..result_schema import utc_now
 from ..session import physical_cores
 from .crs import check_body
 from .manifest import Manifest, open_manifest
-from .parquet import file_sha256
+from ..checksum import file_sha256
 from .plan import DEFAULT_PARTITION_CELLS, CellChoice, cell_choice, cell_size, make_grid, partitions
 from .source import RasterFacts, raster_facts
 from .task import PartitionJob, run_partition
