@@ -180,3 +180,23 @@ def gsd_m(body: Body, pixel_x: float, pixel_y: float, geographic: bool, centre_l
     """One number for the ground sampling distance: the geometric mean of the x and y pixel sizes."""
     gx, gy = ground_pixel_size_m(body, pixel_x, pixel_y, geographic, centre_lat_deg, unit_to_m, radius_m)
     return math.sqrt(gx * gy)
+
+
+def crs_gsd_m(facts, width: float, height: float, columns: int, rows: int, centre_y: float) -> float:
+    """Ground metres per pixel of a ``columns`` x ``rows`` image covering ``width`` x ``height`` CRS units.
+
+    ``facts``: what is known of the raster's CRS -- QGIS's ``qgis_io.layer_info.CrsInfo`` or the batch command's
+    ``core.batch.crs.CrsFacts`` (the same fields: valid, body, degrees, radius_m, unit_to_m), so both paths
+    compute it here. NaN without a CRS (the map units are unknown, whatever the body), and for degrees with
+    neither a radius in the WKT nor a detected body (no Earth guess).
+    """
+    if not facts.valid:
+        return float("nan")
+    body = facts.body
+    if body is None:
+        if facts.degrees and facts.radius_m is None:
+            return float("nan")
+        # No body: the CRS's own radius is all that matters for ground distance; projected units need none.
+        radius = facts.radius_m or 1.0
+        body = Body("unknown", radius, (radius, radius), 0, ())
+    return gsd_m(body, width / columns, height / rows, facts.degrees, centre_y, facts.unit_to_m, facts.radius_m)

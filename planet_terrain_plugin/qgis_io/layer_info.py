@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle, QgsUnitTypes
 
 from ..core import bodies
-from ..core.batch.crs import gsd_m as extent_gsd_m
+from ..core.bodies import crs_gsd_m as extent_gsd_m
 from ..core.bodies import Body
 
 #: Choices offered to the user for overriding the detected body: "auto" plus the planetary bodies.

@@ -1,8 +1,8 @@
 """What the batch path knows about a raster's CRS: the facts ``qgis_io.layer_info.CrsInfo`` gives QGIS runs,
 read from the WKT with rasterio instead of QGIS.
 
-Body detection, radii and ground distances are ``core.bodies``'s; this module only says which body a run is
-for (or why the model cannot serve it) and how many ground metres a pixel spans.
+Body detection, radii and ground distances (``core.bodies.crs_gsd_m``, which QGIS runs use too) are
+``core.bodies``'s; this module only says which body a run is for, or why the model cannot serve it.
 """
 from __future__ import annotations
 
@@ -77,23 +77,3 @@ BATCH_ADVICE = Advice(subject="the raster", set_crs="Give it a CRS (gdal_edit.py
 def check_body(facts: CrsFacts, contract: ModelContract) -> str:
     """The body name to classify for, or ``BodyError``: the QGIS path's rule (``core.body_check``)."""
     return body_check.check_body(facts, contract, BATCH_ADVICE)
-
-
-def gsd_m(facts: CrsFacts, width: float, height: float, columns: int, rows: int, centre_y: float) -> float:
-    """Ground metres per pixel of a ``columns`` x ``rows`` image covering ``width`` x ``height`` CRS units.
-
-    ``facts``: a :class:`CrsFacts`, or QGIS's ``qgis_io.layer_info.CrsInfo`` (the same fields), so both paths
-    compute it here. NaN without a CRS (the map units are unknown, whatever the body), and for degrees with
-    neither a radius in the WKT nor a detected body (no Earth guess).
-    """
-    if not facts.valid:
-        return float("nan")
-    body = facts.body
-    if body is None:
-        if facts.degrees and facts.radius_m is None:
-            return float("nan")
-        # No body: the CRS's own radius is all that matters for ground distance; projected units need none.
-        radius = facts.radius_m or 1.0
-        body = Body("unknown", radius, (radius, radius), 0, ())
-    return bodies.gsd_m(body, width / columns, height / rows, facts.degrees, centre_y, facts.unit_to_m,
-                        facts.radius_m)

@@ -19,7 +19,7 @@ from typing import Iterator
 from .. import grid as core_grid
 from ..contract import ModelContract
 from ..limits import MIN_EXTENT_PIXELS
-from .crs import gsd_m
+from ..bodies import crs_gsd_m as gsd_m
 from .source import RasterFacts
 
 #: Cells per partition by default: a few seconds of work per task on one CPU core.

@@ -17,7 +17,7 @@ from ..grid import CellSize, rect_area_m2
 from ..pipeline import decide_prepared, prepare_blocks, run_ahead
 from ..result_schema import COL_FIELD, ROW_FIELD, Provenance, decision_values, result_field_kinds
 from ..session import TerrainModel, load_model
-from .crs import gsd_m
+from ..bodies import crs_gsd_m as gsd_m
 from .parquet import write_partition
 from .plan import Partition, make_grid, partition_cells
 from .read import read_cell
