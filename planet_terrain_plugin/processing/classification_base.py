@@ -6,6 +6,8 @@ users pass the same keys to either).
 """
 from __future__ import annotations
 
+import math
+
 from qgis.core import (QgsProcessingAlgorithm, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
                        QgsProcessingParameterFile, QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
 
@@ -18,6 +20,11 @@ class ClassificationAlgorithm(QgsProcessingAlgorithm):
 
     INPUT, EXTENT, MODEL, THRESHOLD, BODY, OUTPUT = "INPUT", "EXTENT", "MODEL", "THRESHOLD", "BODY", "OUTPUT"
     HEAD = HEAD_PARAMETER
+    #: Number parameters refused when not finite: QGIS's range check lets NaN through (it is neither below a
+    #: minimum nor above a maximum) and names no range.
+    FINITE_NUMBERS: tuple[str, ...] = (THRESHOLD,)
+    #: What an empty value of a number parameter means, added to the message that refuses a non-finite one.
+    EMPTY_MEANS: dict[str, str] = {THRESHOLD: "empty: the model's own"}
 
     def group(self) -> str:
         return "Classification"
@@ -54,6 +61,23 @@ class ClassificationAlgorithm(QgsProcessingAlgorithm):
         """Before QGIS's generic "could not load source layer" / "Incorrect parameter value": say what INPUT is
         when it is not a raster, and what MODEL is when it cannot be a model file (a folder, say)."""
         problem = input_problem(self, parameters, self.INPUT, context) or model_problem(parameters, self.MODEL)
+        for name in self.FINITE_NUMBERS:
+            problem = problem or self._number_problem(parameters, name, context)
         if problem:
             return False, problem
         return super().checkParameterValues(parameters, context)
+
+    def _number_problem(self, parameters, name: str, context) -> str | None:
+        """Why the number parameter ``name`` cannot be used (not finite), or None; the range comes from its
+        definition."""
+        if parameters.get(name) in (None, ""):
+            return None
+        value = self.parameterAsDouble(parameters, name, context)
+        if math.isfinite(value):
+            return None
+        definition = self.parameterDefinition(name)
+        kind = "a whole number" if definition.dataType() == QgsProcessingParameterNumber.Integer else "a number"
+        low, high = definition.minimum(), definition.maximum()
+        valid = f"{kind} between {low:g} and {high:g}" if high < 1e300 else f"{kind} of at least {low:g}"
+        empty = f" ({self.EMPTY_MEANS[name]})" if name in self.EMPTY_MEANS else ""
+        return f"{name}: {value} is not a finite number; give {valid}{empty}."

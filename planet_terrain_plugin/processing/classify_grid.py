@@ -72,6 +72,9 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
     POLYGONS = "POLYGONS"
     CELL_SIZE, CELL_UNIT, OVERLAP = "CELL_SIZE", "CELL_UNIT", "OVERLAP"
     BATCH_SIZE, MAX_CELLS = "BATCH_SIZE", "MAX_CELLS"
+    #: Number parameters refused when not finite (``ClassificationAlgorithm.checkParameterValues``).
+    FINITE_NUMBERS = ClassificationAlgorithm.FINITE_NUMBERS + (CELL_SIZE, OVERLAP, BATCH_SIZE, MAX_CELLS)
+    EMPTY_MEANS = {**ClassificationAlgorithm.EMPTY_MEANS, CELL_SIZE: "empty or 0: the model's input size in pixels"}
     ON_CANCEL = "ON_CANCEL"
     #: What a cancelled run leaves: the cells classified so far (a valid layer), or nothing at all.
     ON_CANCEL_CHOICES = ("keep the cells classified so far", "write nothing")
@@ -134,30 +137,6 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.CLASS_AREAS_M2, "Area per label in m² (JSON)"))
 
     # -- parameters -> plain values --------------------------------------------------------------------------
-    def checkParameterValues(self, parameters, context):  # noqa: N802 -- QGIS's name
-        """Also refuse NaN and infinities in the numbers, naming the parameter and its valid range: QGIS's range
-        check lets NaN through (it is neither below a minimum nor above a maximum) and names no range."""
-        for name in (self.CELL_SIZE, self.OVERLAP, self.BATCH_SIZE, self.MAX_CELLS):
-            problem = self._number_problem(parameters, name, context)
-            if problem:
-                return False, problem
-        return super().checkParameterValues(parameters, context)
-
-    def _number_problem(self, parameters, name: str, context) -> str | None:
-        """Why the number parameter ``name`` cannot be used (not finite), or None; the range comes from its
-        definition."""
-        if parameters.get(name) in (None, ""):
-            return None
-        value = self.parameterAsDouble(parameters, name, context)
-        if math.isfinite(value):
-            return None
-        definition = self.parameterDefinition(name)
-        kind = "a whole number" if definition.dataType() == QgsProcessingParameterNumber.Integer else "a number"
-        low, high = definition.minimum(), definition.maximum()
-        valid = f"{kind} between {low:g} and {high:g}" if high < 1e300 else f"{kind} of at least {low:g}"
-        default = " (empty or 0: the model's input size in pixels)" if name == self.CELL_SIZE else ""
-        return f"{name}: {value} is not a finite number; give {valid}{default}."
-
     def _area(self, parameters, context, source: RasterSource, info: CrsInfo,
               polygons: list[QgsGeometry] | None) -> QgsRectangle:
         area = QgsRectangle(source.extent)

@@ -2,7 +2,6 @@
 naming the parameter and what to do (the outputs are ``outputs.RunOutput``'s)."""
 from __future__ import annotations
 
-import math
 import os
 
 from qgis.core import QgsMapLayer, QgsProcessingException, QgsRasterLayer
@@ -61,11 +60,7 @@ def optional_threshold(alg, parameters: dict, name: str, context) -> float | Non
     """The abstention threshold given for this run, or None for the model's own."""
     if parameters.get(name) in (None, ""):
         return None
-    value = alg.parameterAsDouble(parameters, name, context)
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise QgsProcessingException(f"{name}: {value!r} is not a threshold; give a number from 0 to 1, or leave "
-                                     "it empty for the model's own.")
-    return value
+    return alg.parameterAsDouble(parameters, name, context)  # finite and in range: checkParameterValues
 
 
 def input_problem(alg, parameters: dict, name: str, context) -> str | None:
