@@ -6,6 +6,10 @@ toolbox run, so a click gives the layer a batch job would. The algorithm checks 
 on the main thread when the run is made: a refusal there is :attr:`AlgorithmRun.error` before anything starts.
 Errors raised while it runs reach :class:`RunFeedback` from the worker thread and become
 :attr:`AlgorithmRun.error` once QGIS reports back on the main thread.
+
+A cancel is the same wherever it comes from (the panel's Cancel, or the cancel button of QGIS's task bar): the
+algorithm is asked to stop, stops early and returns what it has -- a grid its partial layer, a rectangle no
+feature --, and the task ends complete. A cancel is not a failure, so QGIS shows no "Task failed" for it.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ LOG_TAG = "Planet Terrain"
 
 class RunFeedback(QgsProcessingFeedback):
     """Keeps the algorithm's error messages (reported from the worker thread) for the message bar, and carries
-    the panel's stop request.
+    the stop request (the panel's Cancel, the task bar's: :class:`StoppableRunnerTask`).
 
     :meth:`stop` makes the algorithm (Python code, which asks :meth:`isCanceled`) stop early, while QGIS's own
     cancel flag stays down: QGIS 3.22 then finishes the task normally and hands over the OUTPUT layer, so a grid
@@ -43,6 +47,24 @@ class RunFeedback(QgsProcessingFeedback):
     def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802,N803 -- QGIS's names
         self.errors.append(error)
         super().reportError(error, fatalError)
+
+
+class StoppableRunnerTask(QgsProcessingAlgRunnerTask):
+    """QGIS's runner task whose cancel (the task bar's button, ``QgsTaskManager.cancelAll``) asks the algorithm to
+    stop, as the panel's Cancel does.
+
+    QGIS 3.22's own cancel raises the C++ flag of the feedback, after which the task always ends *Terminated*
+    ("Task failed") and hands over nothing: the OUTPUT layer stays in the algorithm's private context and is
+    deleted with the task, so the cells a cancelled grid kept were lost. A failed start still cancels the task
+    for real: QGIS cancels from the constructor, which reaches QGIS's own method, not this one.
+    """
+
+    def __init__(self, algorithm, parameters: dict, context: QgsProcessingContext, feedback: RunFeedback) -> None:
+        super().__init__(algorithm, parameters, context, feedback)
+        self._feedback = feedback
+
+    def cancel(self) -> None:
+        self._feedback.stop()
 
 
 class AlgorithmRun:
@@ -75,7 +97,7 @@ class AlgorithmRun:
             self.error = f"the Processing algorithm {algorithm_id} is not registered"
             return
         # Prepares the algorithm on this thread; a refusal is reported to the feedback and cancels the task.
-        self.task = QgsProcessingAlgRunnerTask(algorithm, self.parameters, self.context, self.feedback)
+        self.task = StoppableRunnerTask(algorithm, self.parameters, self.context, self.feedback)
         if self.task.isCanceled():
             self.error = self.feedback.errors[-1] if self.feedback.errors else f"{algorithm_id} refused to start"
             self.task = None
@@ -90,7 +112,8 @@ class AlgorithmRun:
         (task_manager or QgsApplication.taskManager()).addTask(self.task)
 
     def cancel(self) -> None:
-        """Ask the algorithm to stop (it polls its feedback); a grid keeps the cells it wrote, if asked to."""
+        """Ask the algorithm to stop (it polls its feedback); a grid keeps the cells it wrote, if asked to. The
+        task bar's cancel does the same (:class:`StoppableRunnerTask`)."""
         self.feedback.stop()
 
     def connect_progress(self, slot: Callable[[float], None]) -> None:

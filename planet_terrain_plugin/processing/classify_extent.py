@@ -86,7 +86,7 @@ class ClassifyExtentAlgorithm(ClassificationAlgorithm):
         except (ExtentError, BodyError) as exc:
             raise QgsProcessingException(str(exc)) from None
         except Cancelled as exc:
-            raise QgsProcessingException(f"Cancelled: {exc}.") from None
+            return self._cancelled(str(exc), model, feedback)
         except ModelRunError as exc:
             raise QgsProcessingException(f"{self.MODEL}: {exc}. Check that the file is a Planet Terrain model.") \
                 from None
@@ -95,6 +95,9 @@ class ClassifyExtentAlgorithm(ClassificationAlgorithm):
         try:
             label, confidence = self._write(outcome, model, output, feedback)
             dest_id = output.finish(model.contract)
+        except Cancelled as exc:
+            output.discard()
+            return self._cancelled(str(exc), model, feedback)
         except BaseException:
             output.discard()
             raise
@@ -103,6 +106,14 @@ class ClassifyExtentAlgorithm(ClassificationAlgorithm):
         return {self.OUTPUT: dest_id, self.LABEL: label, self.CONFIDENCE: confidence,
                 self.EXECUTION_PROVIDER: model.provider, self.NOT_CLASSIFIED: outcome.result.skipped_reason or "",
                 self.NOTES: json.dumps(outcome.notes)}
+
+    def _cancelled(self, why: str, model, feedback) -> dict:
+        """A cancel is no failure: the run ends normally with no OUTPUT (a rectangle is one cell: there is nothing
+        to keep) and NOT_CLASSIFIED says why, so a task cancelled from QGIS's task bar is not a "Task failed"."""
+        feedback.pushWarning(f"Cancelled: {why}.")
+        self._source = None
+        return {self.LABEL: "", self.CONFIDENCE: None, self.EXECUTION_PROVIDER: model.provider,
+                self.NOT_CLASSIFIED: why, self.NOTES: "[]"}
 
     def _write(self, outcome, model, output: RunOutput, feedback) -> tuple[str, float | None]:
         """Write the outcome's feature, if any; (label, confidence), or ("", None) when not classified."""
@@ -115,7 +126,7 @@ class ClassifyExtentAlgorithm(ClassificationAlgorithm):
         fields = result_fields.result_fields(model.contract)
         feature = result_fields.decision_feature(fields, outcome.extent, decision, model.contract, outcome.provenance)
         if feedback.isCanceled():
-            raise QgsProcessingException("Cancelled while writing: nothing was written.")
+            raise Cancelled("cancelled while writing; nothing was written")
         output.add([feature])
         feedback.pushInfo(f"{decision.label} (confidence {decision.confidence:.2f}) on {model.provider}")
         return decision.label, decision.confidence
