@@ -318,14 +318,23 @@ def read_head(path: str) -> Head:
     return head
 
 
+def binding_problem(head: Head, model_path: str) -> str | None:
+    """Why ``head`` cannot answer for the model file ``model_path`` (it was taught on another file), or None."""
+    sha256 = file_sha256(model_path)
+    if sha256 == head.backbone.get("sha256"):
+        return None
+    return (f"the head '{head.name}' was taught on the model {head.backbone.get('model_name')} "
+            f"{head.backbone.get('model_version')} (sha256 {str(head.backbone.get('sha256'))[:12]}…), not on "
+            f"'{os.path.basename(model_path)}' ({sha256[:12]}…); use that model file, or teach the head again on "
+            "this one")
+
+
 def attach_head(model: TerrainModel, head: Head) -> "HeadedModel":
     """``model`` answering with ``head``'s classes; :class:`HeadError` when the head was taught on another file."""
-    info = backbone_info(model)
-    if info["sha256"] != head.backbone.get("sha256"):
-        raise HeadError(f"the head '{head.name}' was taught on the model {head.backbone.get('model_name')} "
-                        f"{head.backbone.get('model_version')} (sha256 {str(head.backbone.get('sha256'))[:12]}…), "
-                        f"not on '{os.path.basename(model.path)}' ({info['sha256'][:12]}…); use that model file, or "
-                        "teach the head again on this one")
+    backbone_info(model)  # refuses a model without an embedding
+    problem = binding_problem(head, model.path)
+    if problem:
+        raise HeadError(problem)
     fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(TerrainModel) if f.init and f.name != "_lock"}
     fields["contract"] = head.contract_for(model.contract)
     return HeadedModel(**fields, backbone=model, head=head)

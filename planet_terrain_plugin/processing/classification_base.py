@@ -38,7 +38,7 @@ class ClassificationAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (whole layer when empty)",
                                                        optional=True))
 
-    def add_model_parameters(self, with_head: bool = True) -> None:
+    def add_model_parameters(self) -> None:
         """MODEL (default: the installed model), THRESHOLD (default: the model's), BODY (default: from CRS) and
         HEAD (a head file from ``teach_head``: the results carry its classes, name and version)."""
         self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model file (ONNX; default: installed model)",
@@ -48,8 +48,6 @@ class ClassificationAlgorithm(QgsProcessingAlgorithm):
                                                        minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterEnum(self.BODY, "Body", options=list(BODY_CHOICES),
                                                      defaultValue=0, optional=True))
-        if not with_head:  # an algorithm whose runs cannot take a head (yet) does not offer one
-            return
         self.addParameter(QgsProcessingParameterFile(self.HEAD, "Head taught on the model (JSON; default: none, "
                                                      "the model's own classes)", extension="json", optional=True))
 

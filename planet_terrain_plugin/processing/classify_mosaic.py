@@ -28,6 +28,7 @@ from qgis.core import (QgsProcessingException, QgsProcessingOutputNumber,
 from ..core.batch.cli import INSTALL_HINT
 from ..core.contract import ContractError, ModelContract, read_contract
 from ..core.dependencies import python_executable
+from ..core.heads import Head, HeadError, binding_problem, read_head
 from ..core.models import NoModelError
 from ..qgis_io.model_choice import provider_setting, resolve_model_path
 from ..qgis_io.style import apply_style
@@ -78,6 +79,7 @@ class ClassifyMosaicAlgorithm(ClassificationAlgorithm):
                 "'Classify raster in a grid', without its cell limit. RUN_FOLDER keeps the partitions and the "
                 "manifest: running again with the same folder resumes a cancelled or failed run. SCHEDULER: the "
                 f"address of a Dask scheduler (default: the '{SETTING_SCHEDULER}' setting, else a local cluster). "
+                "HEAD: a head taught on the model (teach_head): the cells get its classes, name and version. "
                 "Needs dask[distributed], rasterio and pyarrow in QGIS's Python.")
 
     def createInstance(self) -> "ClassifyMosaicAlgorithm":
@@ -95,7 +97,7 @@ class ClassifyMosaicAlgorithm(ClassificationAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(self.WORKERS, "Local cluster workers (0: one per core)",
                                                        QgsProcessingParameterNumber.Integer, defaultValue=0,
                                                        minValue=0))
-        self.add_model_parameters(with_head=False)  # the Dask workers load the model file alone
+        self.add_model_parameters()  # the Dask workers load the model file, and the head file when given
         self.addParameter(QgsProcessingParameterFolderDestination(self.RUN_FOLDER, "Run folder (partitions and "
                                                                   "manifest; reuse it to resume)"))
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Terrain classes (merged "
@@ -116,6 +118,9 @@ class ClassifyMosaicAlgorithm(ClassificationAlgorithm):
             contract = read_contract(model)
         except (NoModelError, ContractError) as exc:
             raise QgsProcessingException(f"{self.MODEL}: {exc}") from None
+        head = self._head(parameters, context, model)  # refused before any work, as the other algorithms do
+        if head is not None:
+            contract = head.contract_for(contract)  # the merged layer's fields and style are the head's
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if not output.lower().endswith(".gpkg"):
             output = os.path.splitext(output)[0] + ".gpkg"
@@ -131,8 +136,25 @@ class ClassifyMosaicAlgorithm(ClassificationAlgorithm):
         count = QgsVectorLayer(f"{output}|layername=terrain_grid", "merged", "ogr").featureCount()
         return {self.OUTPUT: output, self.RUN_FOLDER: folder, self.CELLS_CLASSIFIED: count}
 
+    def _head(self, parameters, context, model: str) -> Head | None:
+        """The head in HEAD, or None; refused, naming HEAD, when unreadable or taught on another model file."""
+        path = self.parameterAsFile(parameters, self.HEAD, context)
+        if not path:
+            return None
+        try:
+            head = read_head(path)
+        except HeadError as exc:
+            raise QgsProcessingException(f"{self.HEAD}: {exc}") from None
+        problem = binding_problem(head, model)
+        if problem:
+            raise QgsProcessingException(f"{self.HEAD}: {problem}")
+        return head
+
     def _options(self, parameters, context) -> list[str]:
         args = ["--provider", provider_setting()]
+        head = self.parameterAsFile(parameters, self.HEAD, context)
+        if head:
+            args += ["--head", head]
         if parameters.get(self.CELL_SIZE) not in (None, "") and \
                 self.parameterAsDouble(parameters, self.CELL_SIZE, context) > 0:
             unit = CELL_UNITS[self.parameterAsEnum(parameters, self.CELL_UNIT, context)]
