@@ -55,8 +55,8 @@ class StoppableRunnerTask(QgsProcessingAlgRunnerTask):
 
     QGIS 3.22's own cancel raises the C++ flag of the feedback, after which the task always ends *Terminated*
     ("Task failed") and hands over nothing: the OUTPUT layer stays in the algorithm's private context and is
-    deleted with the task, so the cells a cancelled grid kept were lost. A failed start still cancels the task
-    for real: QGIS cancels from the constructor, which reaches QGIS's own method, not this one.
+    deleted with the task, cells a cancelled grid kept included. A failed start still cancels the task for real:
+    QGIS cancels from the constructor, which reaches QGIS's own method, not this one.
     """
 
     def __init__(self, algorithm, parameters: dict, context: QgsProcessingContext, feedback: RunFeedback) -> None:
