@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Callable
 
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton,
-                                 QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from qgis.PyQt.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..core.heads import HEAD_SUFFIX, HeadError
 from ..core.newfile import NewFileError
 from ..qgis_io import model_library as library
 from ..qgis_io.model_choice import head_setting
+from .entry_table import entry_table, fill, select_entry, selected_entry
 
 HEAD_COLUMNS = ("In use", "Name", "Version", "Classes", "Bodies", "Taught on", "Size", "CV accuracy", "From")
 HEAD_FROM_WORDS = {library.FILE: "your file", library.KEPT: "kept by the plugin"}
@@ -65,13 +65,7 @@ class HeadsBox(QGroupBox):
         super().__init__("Taught heads", parent)
         self.tell, self.folder = tell, folder
         self.entries: list[library.ModelEntry] = []
-        self.table = QTableWidget(0, len(HEAD_COLUMNS), self)
-        self.table.setHorizontalHeaderLabels(list(HEAD_COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.verticalHeader().hide()
-        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.table = entry_table(HEAD_COLUMNS, self._selection_changed, self)
         self.details = QLabel(self)
         self.details.setWordWrap(True)
         self.details.setTextFormat(Qt.RichText)
@@ -98,24 +92,13 @@ class HeadsBox(QGroupBox):
         """Re-read the heads; ``models`` are the manager's (for the bodies of the model a head is bound to)."""
         self.entries = library.list_heads(self.folder)
         active = library.active_path()
-        self.table.setRowCount(len(self.entries))
-        for row, entry in enumerate(self.entries):
-            for col, text in enumerate(head_row(entry, models, active)):
-                item = QTableWidgetItem(text)
-                item.setToolTip(entry.error or str(entry.path))
-                self.table.setItem(row, col, item)
-        self.table.resizeColumnsToContents()
+        fill(self.table, [head_row(e, models, active) for e in self.entries],
+             lambda row, _col, _text: self.entries[row].error or str(self.entries[row].path))
         self.none_button.setEnabled(bool(head_setting()))
         self._selection_changed()
 
     def selected(self) -> library.ModelEntry | None:
-        rows = self.table.selectionModel().selectedRows()
-        return self.entries[rows[0].row()] if rows else None
-
-    def select_path(self, path: str | Path) -> None:
-        for row, entry in enumerate(self.entries):
-            if entry.path.resolve() == Path(path).resolve():
-                self.table.selectRow(row)
+        return selected_entry(self.table, self.entries)
 
     def _selection_changed(self) -> None:
         entry = self.selected()
@@ -170,5 +153,5 @@ class HeadsBox(QGroupBox):
             self.tell(f"Not installed: {exc}")
             return None
         self.tell(f"Installed the head {Path(path).name}.")
-        self.select_path(path)
+        select_entry(self.table, self.entries, path)
         return path

@@ -16,12 +16,13 @@ from typing import Callable
 from qgis.core import QgsApplication, QgsTask
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import Qt, QUrl
-from qgis.PyQt.QtWidgets import (QAbstractItemView, QDialog, QHBoxLayout, QLabel, QMessageBox, QProgressBar,
-                                 QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from qgis.PyQt.QtWidgets import (QDialog, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QVBoxLayout,
+                                 QWidget)
 
 from ..core.contract import ContractError
 from ..qgis_io import model_library as library
 from ..qgis_io.model_download import DownloadError, DownloadOffer, download, part_path, read_offer
+from .entry_table import entry_table, fill, select_entry, selected_entry, table_width
 from .head_manager import HeadsBox
 
 TITLE = "Planet Terrain models"
@@ -81,11 +82,6 @@ def _row_texts(entry: library.ModelEntry, in_use: bool) -> list[str]:
             ", ".join(library.default_for(entry))]
 
 
-def table_width(table: QTableWidget) -> int:
-    """The dialog width that shows every column of ``table`` (its frame and the dialog's margins included)."""
-    return sum(table.columnWidth(c) for c in range(table.columnCount())) + 2 * table.frameWidth() + 24
-
-
 class ModelManagerDialog(QDialog):
     """Non-modal; ``changed`` is called after the model a run uses may have changed (the panel reloads)."""
 
@@ -105,13 +101,7 @@ class ModelManagerDialog(QDialog):
 
     def _build(self, heads: Path | None) -> None:
         layout = QVBoxLayout(self)
-        self.table = QTableWidget(0, len(COLUMNS), self)
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.verticalHeader().hide()
-        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.table = entry_table(COLUMNS, self._selection_changed, self)
         self.details = QLabel(self)
         self.details.setWordWrap(True)
         self.details.setTextFormat(Qt.RichText)
@@ -151,14 +141,10 @@ class ModelManagerDialog(QDialog):
         """Re-read the models, which one is in use, and what the download offer stands at."""
         self.entries = library.list_models(downloads=self.downloads)
         active = library.active_path()
-        self.table.setRowCount(len(self.entries))
-        for row, entry in enumerate(self.entries):
-            texts = _row_texts(entry, active is not None and Path(entry.path).resolve() == active.resolve())
-            for col, text in enumerate(texts):
-                item = QTableWidgetItem(text)
-                item.setToolTip(entry.error or (text if col == COLUMNS.index("Classes") else str(entry.path)))
-                self.table.setItem(row, col, item)
-        self.table.resizeColumnsToContents()
+        in_use = [active is not None and Path(e.path).resolve() == active.resolve() for e in self.entries]
+        fill(self.table, [_row_texts(e, used) for e, used in zip(self.entries, in_use)],
+             lambda row, col, text: self.entries[row].error or (text if col == COLUMNS.index("Classes")
+                                                                else str(self.entries[row].path)))
         classes = COLUMNS.index("Classes")
         self.table.setColumnWidth(classes, min(self.table.columnWidth(classes), CLASSES_WIDTH))
         self.heads_box.refresh(self.entries)
@@ -175,14 +161,11 @@ class ModelManagerDialog(QDialog):
             self.heads_box.refresh(self.entries)
 
     def selected(self) -> library.ModelEntry | None:
-        rows = self.table.selectionModel().selectedRows()
-        return self.entries[rows[0].row()] if rows else None
+        return selected_entry(self.table, self.entries)
 
     def select_path(self, path: Path) -> None:
         """Select the row of ``path`` (for a caller that just added it)."""
-        for row, entry in enumerate(self.entries):
-            if Path(entry.path).resolve() == Path(path).resolve():
-                self.table.selectRow(row)
+        select_entry(self.table, self.entries, path)
 
     def _selection_changed(self) -> None:
         entry = self.selected()
