@@ -266,6 +266,26 @@ def test_changing_the_model_drops_a_head_of_another_file_with_a_message(plugin, 
                in m for m in bar.get_messages(Qgis.Warning))
 
 
+def test_a_chosen_head_whose_file_is_gone_is_dropped_saying_so(plugin, emb_dock, bar, tmp_path, emb_model,
+                                                               heads_dialog):
+    head = make_head(emb_model, tmp_path, "rims")
+    library.remember_head(head)
+    library.use_head(library.list_heads()[0])
+    assert emb_dock.model.contract.model_name == "rims"
+    os.remove(head)
+    emb_dock.refresh_model()
+    assert head_setting() == "" and emb_dock.model.contract.model_name == "tiny-test-model"
+    assert f"Planet Terrain:No head is used any more: the head file '{head}' is gone (moved or deleted); install " \
+        "it from where it is now in Planet Terrain > Manage models." in bar.get_messages(Qgis.Warning)
+    dialog = heads_dialog()
+    (row,) = head_rows(dialog)
+    assert (row["Name"], row["Classes"]) == ("rims.head.json", "cannot be read")
+    dialog.heads_box.table.selectRow(0)
+    assert not dialog.heads_box.use_button.isEnabled() and "No such file" in dialog.heads_box.details.text()
+    click(dialog.heads_box.remove_button)
+    assert dialog.heads_box.entries == [] and "Forgot the head" in dialog.status.text()
+
+
 # -- review keys ----------------------------------------------------------------------------------------------------
 @pytest.fixture
 def reviewed_grid(plugin, emb_dock, apollo, qgis_iface, qgis_parent):

@@ -112,6 +112,9 @@ def drop_unbound_head(model_path: str) -> str:
     if not chosen or head_for_model(model_path):
         return ""
     QgsSettings().remove(SETTING_HEAD)
+    if not os.path.isfile(chosen):
+        return (f"No head is used any more: the head file '{chosen}' is gone (moved or deleted); install it from "
+                "where it is now in Planet Terrain > Manage models.")
     try:
         head = read_head(chosen)
     except HeadError as exc:
