@@ -276,8 +276,10 @@ def remove_head(entry: ModelEntry) -> str:
         choose_head(None)
     back = " Runs use the model's own classes again." if was_chosen else ""
     _remember([p for p in remembered_files(SETTING_HEAD_FILES) if os.path.abspath(p) != path], SETTING_HEAD_FILES)
-    HEADS.changed.emit()
     if entry.origin == KEPT:
         entry.path.unlink(missing_ok=True)
-        return f"Deleted {entry.path.name}, the plugin's own copy of a head taught to a temporary file.{back}"
-    return f"Forgot the head {entry.path}; the file itself is left where it is.{back}"
+        done = f"Deleted {entry.path.name}, the plugin's own copy of a head taught to a temporary file.{back}"
+    else:
+        done = f"Forgot the head {entry.path}; the file itself is left where it is.{back}"
+    HEADS.changed.emit()
+    return done
