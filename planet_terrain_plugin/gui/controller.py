@@ -19,7 +19,7 @@ from ..core.contract import UNKNOWN_LABEL, ContractError
 from ..core.models import NoModelError
 from ..qgis_io.fields import REASON_FIELD
 from ..qgis_io.layer_info import BODY_CHOICES
-from ..qgis_io.model_choice import load_run_model, resolve_model_path
+from ..qgis_io.model_choice import load_run_model, resolve_model_path, with_head
 from ..qgis_io.result_layer import append_features, result_layer_for
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs
 from .messages import TITLE, RunMessages, abstention_words, provider_words, scale_note  # noqa: F401 -- TITLE: the dock's too
@@ -140,7 +140,8 @@ class ClassifyController:
         if not results.get("LABEL"):
             self.message(f"Not classified: {results.get('NOT_CLASSIFIED')}", Qgis.Warning, notes)
             return
-        model = load_run_model(run.parameters["MODEL"])  # the session the run used, from the cache
+        # the session the run used, from the cache, with the head it was given (its classes style the layer)
+        model = with_head(load_run_model(run.parameters["MODEL"]), run.parameters.get("HEAD"))
         features = list(run.output.getFeatures())
         feature = features[0]
         layer = result_layer_for(self.project, run.output.crs(), model.contract, feature["source_layer"],

@@ -78,6 +78,7 @@ class TerrainDock(QgsDockWidget):
         outer = QVBoxLayout(body)
         self.model_box = ModelPanel(install_action, body)
         self.model_box.modelChanged.connect(self._model_changed)
+        self.model_box.notice.connect(lambda text: self.message(text, Qgis.Warning))
         self.run_box = RunPanel(body)
         self.run_box.layer_combo.layerChanged.connect(self._update_buttons)
         self.run_box.run_button.clicked.connect(self.run)
@@ -87,6 +88,7 @@ class TerrainDock(QgsDockWidget):
         self.run_box.thresholdChanged.connect(self.result_box.relabel)
         self.review_box = ReviewPanel(self.result_layer, lambda: self.model, self.message, body)
         self.result_box.layerChanged.connect(self.review_box.refresh)
+        self.model_box.modelChanged.connect(self.review_box.refresh)  # a head brings its own labels
         self.review_box.reviewed.connect(self.result_box.update_legend)
         outer.addWidget(self.model_box)
         outer.addWidget(self.run_box)

@@ -1,9 +1,11 @@
-"""The model manager: the models this profile has, which one runs, remove, install from a file, download.
+"""The model manager: the models this profile has, which one runs, remove, install from a file, download; and
+below them the taught heads (:mod:`.head_manager`).
 
 Opened from the *Planet Terrain* menu. What it lists and changes is :mod:`qgis_io.model_library` (shipped,
 downloaded, installed from a file; choosing one sets the setting every run reads); *Install model file…* is the
 plugin's own action; *Download* fetches the file ``metadata.txt`` offers (:mod:`qgis_io.model_download`) in a
-``QgsTask`` with progress and cancel, and only when the user presses it.
+``QgsTask`` with progress and cancel, and only when the user presses it. Choosing another model file drops a
+chosen head taught on another file, and the status line says so.
 """
 from __future__ import annotations
 
@@ -12,13 +14,16 @@ from pathlib import Path
 from typing import Callable
 
 from qgis.core import QgsApplication, QgsTask
+from qgis.PyQt import sip
 from qgis.PyQt.QtCore import Qt, QUrl
-from qgis.PyQt.QtWidgets import (QAbstractItemView, QDialog, QHBoxLayout, QLabel, QMessageBox, QProgressBar,
-                                 QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from qgis.PyQt.QtWidgets import (QDialog, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QVBoxLayout,
+                                 QWidget)
 
 from ..core.contract import ContractError
 from ..qgis_io import model_library as library
 from ..qgis_io.model_download import DownloadError, DownloadOffer, download, part_path, read_offer
+from .entry_table import entry_table, fill, select_entry, selected_entry, table_width
+from .head_manager import HeadsBox
 
 TITLE = "Planet Terrain models"
 COLUMNS = ("In use", "Name", "Version", "Variant", "Size", "Classes", "Bodies", "Scale (m/px)", "From",
@@ -82,7 +87,7 @@ class ModelManagerDialog(QDialog):
 
     def __init__(self, install_action=None, changed: Callable[[], None] | None = None,
                  parent: QWidget | None = None, offer: DownloadOffer | None = None,
-                 downloads: Path | None = None) -> None:
+                 downloads: Path | None = None, heads: Path | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(TITLE)
         self.install_action, self.changed = install_action, changed
@@ -90,18 +95,13 @@ class ModelManagerDialog(QDialog):
         self.downloads = downloads or library.download_dir()
         self.entries: list[library.ModelEntry] = []
         self.task: DownloadTask | None = None
-        self._build()
+        self._build(heads)
+        library.HEADS.changed.connect(self._heads_changed)
         self.refresh()
 
-    def _build(self) -> None:
+    def _build(self, heads: Path | None) -> None:
         layout = QVBoxLayout(self)
-        self.table = QTableWidget(0, len(COLUMNS), self)
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.verticalHeader().hide()
-        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.table = entry_table(COLUMNS, self._selection_changed, self)
         self.details = QLabel(self)
         self.details.setWordWrap(True)
         self.details.setTextFormat(Qt.RichText)
@@ -129,26 +129,26 @@ class ModelManagerDialog(QDialog):
             choose.addWidget(button)
         for widget in (self.install_button, self.download_button, self.cancel_button):
             get.addWidget(widget)
-        for item in (self.table, self.details, choose, get, self.progress, self.status):
+        self.heads_box = HeadsBox(self._tell, self, heads)
+        for item in (self.table, self.details, choose, get, self.progress, self.heads_box, self.status):
             (layout.addLayout if isinstance(item, QHBoxLayout) else layout.addWidget)(item)
-        self.resize(900, 420)
+        layout.setStretchFactor(self.table, 3)  # the models' table keeps most of the height, the heads the rest
+        layout.setStretchFactor(self.heads_box, 2)
+        self.resize(900, 720)
 
     # -- the list ----------------------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Re-read the models, which one is in use, and what the download offer stands at."""
         self.entries = library.list_models(downloads=self.downloads)
         active = library.active_path()
-        self.table.setRowCount(len(self.entries))
-        for row, entry in enumerate(self.entries):
-            texts = _row_texts(entry, active is not None and Path(entry.path).resolve() == active.resolve())
-            for col, text in enumerate(texts):
-                item = QTableWidgetItem(text)
-                item.setToolTip(entry.error or (text if col == COLUMNS.index("Classes") else str(entry.path)))
-                self.table.setItem(row, col, item)
-        self.table.resizeColumnsToContents()
+        in_use = [active is not None and Path(e.path).resolve() == active.resolve() for e in self.entries]
+        fill(self.table, [_row_texts(e, used) for e, used in zip(self.entries, in_use)],
+             lambda row, col, text: self.entries[row].error or (text if col == COLUMNS.index("Classes")
+                                                                else str(self.entries[row].path)))
         classes = COLUMNS.index("Classes")
         self.table.setColumnWidth(classes, min(self.table.columnWidth(classes), CLASSES_WIDTH))
-        wanted = sum(self.table.columnWidth(c) for c in range(len(COLUMNS))) + 2 * self.table.frameWidth() + 24
+        self.heads_box.refresh(self.entries)
+        wanted = max(table_width(self.table), table_width(self.heads_box.table) + 24)  # + the box's margins
         self.resize(max(self.width(), min(wanted, MAX_WIDTH)), self.height())
         automatic = library.is_automatic()
         self.auto_button.setText("Automatic choice (on)" if automatic else "Automatic choice")
@@ -156,15 +156,16 @@ class ModelManagerDialog(QDialog):
         self._update_download()
         self._selection_changed()
 
+    def _heads_changed(self) -> None:
+        if not sip.isdeleted(self):
+            self.heads_box.refresh(self.entries)
+
     def selected(self) -> library.ModelEntry | None:
-        rows = self.table.selectionModel().selectedRows()
-        return self.entries[rows[0].row()] if rows else None
+        return selected_entry(self.table, self.entries)
 
     def select_path(self, path: Path) -> None:
         """Select the row of ``path`` (for a caller that just added it)."""
-        for row, entry in enumerate(self.entries):
-            if Path(entry.path).resolve() == Path(path).resolve():
-                self.table.selectRow(row)
+        select_entry(self.table, self.entries, path)
 
     def _selection_changed(self) -> None:
         entry = self.selected()
@@ -191,6 +192,10 @@ class ModelManagerDialog(QDialog):
         self.status.setText(text)
 
     def _changed(self) -> None:
+        """The model runs use may have changed: drop a head taught on another file (saying so), reload."""
+        dropped = library.head_dropped()
+        if dropped:
+            self._tell(f"{self.status.text()} {dropped}".strip())
         self.refresh()
         if self.changed is not None:
             self.changed()
@@ -281,8 +286,8 @@ class ModelManagerDialog(QDialog):
             text = f"Downloaded and checked {task.path.name}; runs now use it."
         except (ContractError, ImportError) as exc:
             text = f"Downloaded {task.path.name}, but it cannot be used: {exc}"
-        self._changed()
         self._tell(text)
+        self._changed()
 
 
 def open_manager(install_action=None, changed: Callable[[], None] | None = None,

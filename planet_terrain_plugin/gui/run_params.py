@@ -1,8 +1,8 @@
 """The panel's and the map tool's choices as parameters of the Planet Terrain algorithms.
 
-The one place that maps what the user chose (raster, model, threshold, body; for a grid the cell size, the
-area and the polygons) to the keys ``classify_extent`` and ``classify_grid`` take, so a click, a panel run and
-``qgis_process`` with the same values are the same run.
+The one place that maps what the user chose (raster, model, threshold, body, the chosen head; for a grid the
+cell size, the area and the polygons) to the keys ``classify_extent`` and ``classify_grid`` take, so a click, a
+panel run and ``qgis_process`` with the same values are the same run.
 """
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from qgis.core import (QgsProcessingFeatureSourceDefinition, QgsRasterLayer, Qgs
                        QgsVectorLayer)
 
 from ..processing.classify_grid import CELL_UNITS
+from ..processing.guards import HEAD_PARAMETER
 from ..qgis_io.layer_info import BODY_CHOICES
+from ..qgis_io.model_choice import head_for_model
 
 EXTENT_ALGORITHM = "planet_terrain:classify_extent"
 #: Where the panel's runs write: a layer Processing keeps in the run's context, added to the project by the panel.
@@ -21,7 +23,9 @@ TEMPORARY_OUTPUT = "TEMPORARY_OUTPUT"
 
 @dataclass(frozen=True)
 class RunChoice:
-    """What every run is given: the raster, the model file, the threshold (None: the model's) and the body."""
+    """What every run is given: the raster, the model file, the threshold (None: the model's) and the body; and
+    HEAD, the chosen head when it was taught on that model file (``model_choice.head_for_model``), so results
+    carry the head's classes, name and version."""
 
     layer: QgsRasterLayer
     model_path: str
@@ -33,6 +37,9 @@ class RunChoice:
                   "OUTPUT": TEMPORARY_OUTPUT}
         if self.threshold is not None:
             params["THRESHOLD"] = self.threshold
+        head = head_for_model(self.model_path)
+        if head:
+            params[HEAD_PARAMETER] = head
         return params
 
 

@@ -2,7 +2,8 @@
 
 The head (``core.heads``) is fitted on the frozen embedding of the model, in seconds on the CPU; its file is
 given to the classification algorithms' HEAD parameter (or ``classify --head``), whose results then carry its
-classes, name and version.
+classes, name and version. The file is remembered (``model_library.remember_head``), so the model manager and the
+panel's head picker offer it at once.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
 
 from ..core.heads import HEAD_SUFFIX, HeadError, head_path, save_head
 from ..core.newfile import NewFileError
+from ..qgis_io.model_library import remember_head
 from ..qgis_io.raster_read import ExtentError, raster_source
 from ..qgis_io.transform import CrsMismatchError
 from ..qgis_io.teach import default_cell_pixels, examples_from_layer, teach_from_examples
@@ -91,6 +93,10 @@ class TeachHeadAlgorithm(ClassificationAlgorithm):
             written = save_head(outcome.head, target)
         except (HeadError, ExtentError, CrsMismatchError, NewFileError) as exc:
             raise QgsProcessingException(str(exc)) from None
+        try:
+            feedback.pushInfo(f"Offered in the panel's head picker and in Manage models: {remember_head(written)}")
+        except OSError as exc:  # the head is written; only the copy a temporary file needs failed
+            feedback.reportError(f"Note: the head is not offered in the panel ({exc}); install it from its file", False)
         for note in outcome.notes:
             feedback.reportError(f"Note: {note}", False)
         cv = outcome.head.cv
