@@ -86,7 +86,8 @@ class ProbabilityBars(QWidget):
     def paintEvent(self, _event) -> None:  # noqa: N802 -- Qt's name
         painter = QPainter(self)
         metrics, h = self.fontMetrics(), self._row_height()
-        name_w = int(self.width() * 0.42)
+        widest = max((metrics.horizontalAdvance(name) for name, _ in self.rows), default=0) + 6
+        name_w = min(widest, int(self.width() * 0.45))  # long class names are elided, the bar keeps its room
         pct_w = metrics.horizontalAdvance("100%") + 4
         bar_w = max(10, self.width() - name_w - pct_w - 4)
         for i, (name, p) in enumerate(self.rows):
@@ -126,6 +127,7 @@ class WhyPanel(QgsCollapsibleGroupBox):
         self.task: qgis_explain.ExplainTask | None = None
         self.heatmap_layer = None
         self.neighbours: list = []
+        self.gallery_dir = MODELS_DIR  # where the model's training gallery is looked for
         self._build()
         self.setCollapsed(True)
         self.collapsedStateChanged.connect(lambda collapsed: None if collapsed else self.refresh())
@@ -142,10 +144,14 @@ class WhyPanel(QgsCollapsibleGroupBox):
                                        "task: cancel it here or in the task bar)")
         self.heatmap_button.clicked.connect(self.heatmap_clicked)
         self.examples_title = QLabel("Nearest training examples", self)
+        self.examples_title.setWordWrap(True)
         self.examples = QGridLayout()
         self.note = QLabel(self)
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #606060;")
+        small = self.note.font()
+        small.setPointSizeF(small.pointSizeF() * 0.85)
+        self.note.setFont(small)
         for widget in (self.summary, self.bars, self.heatmap_button, self.examples_title):
             outer.addWidget(widget)
         outer.addLayout(self.examples)
@@ -229,7 +235,7 @@ class WhyPanel(QgsCollapsibleGroupBox):
         model = self._model()
         backbone = getattr(model, "backbone", None) or model  # a taught head's examples are its backbone's
         try:
-            gallery = gallery_for(backbone.contract, MODELS_DIR) if backbone is not None else None
+            gallery = gallery_for(backbone.contract, self.gallery_dir) if backbone is not None else None
         except GalleryError as exc:
             self.note.setText(str(exc))
             return
@@ -243,7 +249,8 @@ class WhyPanel(QgsCollapsibleGroupBox):
             except qgis_explain.ExplainError as exc:
                 problem = str(exc)
         for row, n in enumerate(self.neighbours):
-            picture, words = QLabel(self), QLabel(f"{n.label}\n{n.source}\nsimilarity {n.similarity:.2f}", self)
+            source = n.source.replace("_", "_\u200b")  # a long image id may wrap at its underscores
+            picture, words = QLabel(self), QLabel(f"{n.label}\n{source}\nsimilarity {n.similarity:.2f}", self)
             picture.setPixmap(thumbnail_pixmap(n.thumbnail))
             picture.setToolTip(n.file)
             words.setWordWrap(True)
