@@ -2,6 +2,7 @@
 into a temporary folder, never into the repository (issue 16 item 5)."""
 from __future__ import annotations
 
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -120,3 +121,19 @@ def test_the_package_zip_carries_the_gallery(built, tmp_path):
     with zipfile.ZipFile(target) as zf:
         assert f"planet_terrain_plugin/models/{built.name}" in zf.namelist()
     assert left_out == []
+
+
+def test_the_explain_command_prints_the_panels_answer_as_json(built, tmp_path, capsys):
+    from planet_terrain_plugin.core.__main__ import main
+
+    image = HIRISE_V3 / "map-proj-v3" / "ESP_020606_1445_RED-0315.jpg"
+    bad = tmp_path / "not_an_image.jpg"
+    bad.write_bytes(b"nope")
+    status = main(["explain", str(image), str(bad), "--model", str(INT8), "--gallery", str(built)])
+    good, broken = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert status == 1 and "error" in broken and "occlusion" not in broken
+    assert good["label"] == "crater" and good["occlusion"]["class"] == "crater"
+    assert np.array(good["occlusion"]["drop"]).shape == (24, 24)
+    assert good["occlusion"]["base_probability"] == pytest.approx(good["probs"]["crater"], abs=1e-4)
+    assert len(good["nearest"]) == 5 and good["training_data"]["citation"] == gallery.DATASET_CITATION
+    assert main(["explain", str(image), "--model", str(INT8), "--gallery", str(bad)]) == 2
