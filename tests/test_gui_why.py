@@ -107,10 +107,10 @@ def test_cancelling_the_heatmap_stops_it_and_adds_nothing(why_dock, bar):
     select(why_dock, cell_labelled(layer, "crater"))
     before = set(QgsProject.instance().mapLayers())
     task = box.start_heatmap()
-    assert wait_until(lambda: task.progress() > 0, 30), "the heatmap task never started"
+    assert wait_until(lambda: task.done_percent > 0, 30), "the heatmap task never started"
     box.heatmap_clicked()  # the button reads "Cancel heatmap" while it runs
     assert wait_until(lambda: box.task is None, 30)
-    assert task.cancelled and task.occlusion is None and task.progress() < 100
+    assert task.cancelled and task.occlusion is None and task.done_percent < 100
     assert set(QgsProject.instance().mapLayers()) == before
     assert box.heatmap_button.text() == "Heatmap"
     texts = [m for level in bar.messages.values() for m in level]
@@ -145,3 +145,22 @@ def test_the_open_section_fits_280_px(app_font, why_dock, gallery_dir, tmp_path)
     scroll.ensureWidgetVisible(box)
     why_dock.grab().save(str(tmp_path / f"why-{app_font}.png"))
     print(f"\nsaved {tmp_path / f'why-{app_font}.png'}")
+
+
+def test_a_cell_of_another_model_or_without_its_raster_is_not_run(why_dock, apollo, tiny_model, bar):  # noqa: F811
+    box, layer = why_dock.why_box, why_dock.result_layer()
+    select(why_dock, cell_labelled(layer, "crater"))
+    assert box.heatmap_button.isEnabled()
+    install_model_setting(str(tiny_model))
+    why_dock.refresh_model()
+    assert not box.heatmap_button.isEnabled()
+    assert "classified by planet_terrain_resnet50 1.2.0" in box.explain_problem()
+    assert box.start_heatmap() is None
+    texts = [m for level in bar.messages.values() for m in level]
+    assert any("choose that model in the Model box" in t for t in texts), texts
+    install_model_setting(str(variant_path("int8")))
+    why_dock.refresh_model()
+    QgsProject.instance().removeMapLayer(apollo.id())
+    box.refresh()
+    assert "raster of this result is not in the project" in box.explain_problem()
+    assert box.bars.rows  # the probabilities need no raster

@@ -92,6 +92,7 @@ class TerrainDock(QgsDockWidget):
         self.why_box = WhyPanel(self.result_layer, lambda: self.model, self.threshold, self.message,
                                 self.iface.activeLayer, body)
         self.result_box.layerChanged.connect(self.why_box.refresh)
+        self.model_box.modelChanged.connect(self.why_box.refresh)
         if hasattr(self.iface, "currentLayerChanged"):
             self.iface.currentLayerChanged.connect(self.why_box.refresh)
         outer.addWidget(self.model_box)

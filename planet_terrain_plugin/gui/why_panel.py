@@ -208,9 +208,10 @@ class WhyPanel(QgsCollapsibleGroupBox):
         if model is None:
             return "no model is loaded (see the Model box)"
         names = self._layer.fields().names() if self._layer is not None else []
-        made_by = str(f["model"]) if "model" in names else model.contract.model_name
-        if made_by != model.contract.model_name:
-            return (f"this cell was classified by {made_by}, the panel's model is {model.contract.model_name}: "
+        ours = (model.contract.model_name, model.contract.model_version)
+        made_by = tuple(str(f[k]) if k in names else v for k, v in zip(("model", "model_version"), ours))
+        if made_by != ours:
+            return (f"this cell was classified by {' '.join(made_by)}, the panel's model is {' '.join(ours)}: "
                     "choose that model in the Model box to explain it")
         if source_raster_of(self._layer) is None:
             return "the raster of this result is not in the project; add it to explain the cell"

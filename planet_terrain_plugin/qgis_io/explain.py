@@ -84,11 +84,16 @@ class ExplainTask(QgsTask):
         self.occlusion: explain.Occlusion | None = None
         self.error: str | None = None
         self.cancelled = False
+        self.done_percent = 0.0  # kept on the Python side: QGIS deletes the finished task's C++ object
+
+    def _progress(self, percent: float) -> None:
+        self.done_percent = percent
+        self.setProgress(percent)
 
     def run(self) -> bool:
         try:
             self.occlusion = explain.occlusion_map(self.model, self.cell.tensor, self.class_index, self.body,
-                                                   progress=self.setProgress, cancelled=self.isCanceled)
+                                                   progress=self._progress, cancelled=self.isCanceled)
         except explain.ExplainCancelled as exc:
             self.cancelled, self.error = True, str(exc)
             return False
