@@ -288,18 +288,17 @@ class WhyPanel(QgsCollapsibleGroupBox):
         except qgis_explain.ExplainError as exc:
             self.message(f"Why this label: {exc}", Qgis.Warning)
             return None
-        raster = source_raster_of(self._layer)
         label = str(f[LABEL_FIELD])
         index = explain.class_to_explain(model.contract, label,
                                          [number(f[n.field_name]) for n in model.contract.classes])
         name = qgis_explain.heatmap_name(f)
         self.task = qgis_explain.ExplainTask(f"Planet Terrain: {name}", model, cell, index, self._body(),
-                                             lambda task: self._heatmap_done(task, raster.crs(), name))
+                                             lambda task: self._heatmap_done(task, name))
         QgsApplication.taskManager().addTask(self.task)
         self._update_button()
         return self.task
 
-    def _heatmap_done(self, task: qgis_explain.ExplainTask, crs, name: str) -> None:
+    def _heatmap_done(self, task: qgis_explain.ExplainTask, name: str) -> None:
         self.task = None
         if sip.isdeleted(self):
             return
@@ -307,7 +306,7 @@ class WhyPanel(QgsCollapsibleGroupBox):
         if task.occlusion is None:
             self.message(f"Why this label: {task.error}", Qgis.Info if task.cancelled else Qgis.Warning)
             return
-        self.heatmap_layer = qgis_explain.add_heatmap_layer(task.occlusion, task.cell.extent, crs, name)
+        self.heatmap_layer = qgis_explain.add_heatmap_layer(task.occlusion, task.cell, name)
         self.message(f"'{name}': red where greying out the cell lowers the probability of "
                      f"{task.model.contract.class_names[task.occlusion.class_index]} most (from "
                      f"{task.occlusion.base_probability:.2f})", Qgis.Info)

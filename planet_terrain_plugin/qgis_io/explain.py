@@ -39,9 +39,11 @@ class ExplainError(ValueError):
 
 @dataclass(frozen=True)
 class CellInput:
-    """A feature's cell as the model read it: its extent (raster CRS) and the preprocessed (3, S, S) input."""
+    """A feature's cell as the model read it: its extent in the raster's CRS and the preprocessed (3, S, S)
+    input."""
 
     extent: QgsRectangle
+    crs: QgsCoordinateReferenceSystem
     tensor: np.ndarray
 
 
@@ -57,7 +59,7 @@ def cell_input(source: RasterSource, feature: QgsFeature, model: TerrainModel) -
     if chunk.batch.tensors is None:
         raise ExplainError(f"the cell holds too little valid data of '{source.layer_name}' to explain "
                            f"({chunk.batch.results[0].skipped_reason})")
-    return CellInput(rect, chunk.batch.tensors[0])
+    return CellInput(rect, QgsCoordinateReferenceSystem(source.crs), chunk.batch.tensors[0])
 
 
 def nearest_examples(model: TerrainModel, cell: CellInput, gallery: Gallery, k: int = 5) -> list[Neighbour]:
@@ -143,14 +145,14 @@ def heatmap_renderer(layer: QgsRasterLayer, top: float) -> QgsSingleBandPseudoCo
     return QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
 
 
-def add_heatmap_layer(occlusion: explain.Occlusion, extent: QgsRectangle, crs: QgsCoordinateReferenceSystem,
-                      name: str, project: QgsProject | None = None) -> QgsRasterLayer:
+def add_heatmap_layer(occlusion: explain.Occlusion, cell: CellInput, name: str,
+                      project: QgsProject | None = None) -> QgsRasterLayer:
     """The occlusion map as a styled raster layer over the cell, added to ``project``; its in-memory file is
     freed when the layer is removed."""
     from osgeo import gdal
 
-    project = project or QgsProject.instance()
-    path = write_heatmap(occlusion.drop, extent, crs)
+    project, crs = project or QgsProject.instance(), cell.crs
+    path = write_heatmap(occlusion.drop, cell.extent, crs)
     layer = QgsRasterLayer(path, name, "gdal")
     if not layer.isValid():
         gdal.Unlink(path)
