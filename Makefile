@@ -15,7 +15,7 @@ QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 export QT_QPA_PLATFORM ?= offscreen
 
 .DEFAULT_GOAL := help
-.PHONY: help sysdeps venv test demo deploy package bench fewshot clean
+.PHONY: help sysdeps venv test demo deploy package bench fewshot clean gallery
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,7 +45,12 @@ deploy: ## Link the plugin into your QGIS profile (QGIS_PROFILE=... to choose an
 	@echo "Linked. Restart QGIS and enable 'Planet Terrain' in Plugins > Manage and Install Plugins."
 
 package: ## Build dist/planet_terrain_plugin-<version>.zip for "Install from ZIP" / the plugin repository
+	@test -f "$(GALLERY)" || $(MAKE) --no-print-directory gallery
 	$(SYS_PY) -m scripts.package --out dist
+
+GALLERY ?= $(MODELS_DIR)/planet_terrain_resnet50.gallery.npz
+gallery: venv ## Training gallery for "why this label" (thumbnails + embeddings of training images; DATA_ROOT=...) -> GALLERY
+	GDAL_PAM_ENABLED=NO $(PY) -m export.gallery --data-root $(DATA_ROOT) --out $(GALLERY)
 
 bench: venv ## Performance table: pipeline vs bare onnxruntime, baselines, memory at 1k-100k cells (build/bench)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)

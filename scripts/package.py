@@ -4,7 +4,9 @@ The official repository's upload check (qgis/QGIS-Django ``plugins/validator.py`
 25 MB with one top folder holding ``__init__.py`` and ``metadata.txt``, the metadata keys below (real URLs for
 tracker and repository), a LICENSE file, and no ``.pyc``, ``__pycache__`` or ``.git``. :func:`validate_zip`
 checks exactly that, so a test can prove the zip passes. Model files that would push the zip over the limit
-are left out and listed: they ship as their own files that the plugin installs.
+are left out and listed: they ship as their own files that the plugin installs. Everything else in ``models/``
+(the card, the split, the training gallery ``make package`` builds first when it is missing) goes in, and is
+listed.
 Standard library only, so it runs with any Python 3.
 """
 from __future__ import annotations
@@ -108,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     target, left_out = build_zip(args.out)
     problems = validate_zip(target)
     print(f"{target} ({target.stat().st_size / 1e6:.1f} MB)")
+    with zipfile.ZipFile(target) as zf:
+        for info in zf.infolist():
+            if f"{PLUGIN}/models/" in info.filename and not info.filename.endswith(".png"):
+                print(f"  {info.filename} ({info.file_size / 1e6:.1f} MB)")
     for name in left_out:
         print(f"  left out (too large for the 25 MB limit, install it from its own file): {name}")
     for p in problems:

@@ -38,6 +38,7 @@ from .review_panel import ReviewPanel
 from .run_panel import MODE_EXTENT, GridChoiceError, RunPanel
 from .run_params import RunChoice, grid_parameters
 from .task import AlgorithmRun
+from .why_panel import WhyPanel
 
 
 class TerrainDock(QgsDockWidget):
@@ -90,10 +91,17 @@ class TerrainDock(QgsDockWidget):
         self.result_box.layerChanged.connect(self.review_box.refresh)
         self.model_box.modelChanged.connect(self.review_box.refresh)  # a head brings its own labels
         self.review_box.reviewed.connect(self.result_box.update_legend)
+        self.why_box = WhyPanel(self.result_layer, lambda: self.model, self.threshold, self.message,
+                                self.iface.activeLayer, body)
+        self.result_box.layerChanged.connect(self.why_box.refresh)
+        self.model_box.modelChanged.connect(self.why_box.refresh)
+        if hasattr(self.iface, "currentLayerChanged"):
+            self.iface.currentLayerChanged.connect(self.why_box.refresh)
         outer.addWidget(self.model_box)
         outer.addWidget(self.run_box)
         outer.addWidget(self.result_box, 1)
         outer.addWidget(self.review_box)
+        outer.addWidget(self.why_box)
         scroll = QScrollArea(self)  # a short dock scrolls instead of squeezing the widgets onto each other
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
@@ -289,6 +297,7 @@ class TerrainDock(QgsDockWidget):
     def clean_up(self) -> None:
         """Cancel a running grid and stop listening (plugin unload)."""
         self.cancel()
+        self.why_box.clean_up()
         if self.controller is None:
             return
         if self._extent_run_done in self.controller.listeners:

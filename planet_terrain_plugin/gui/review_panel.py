@@ -131,18 +131,8 @@ class ReviewPanel(QGroupBox):
         return done
 
     def source_raster(self) -> QgsRasterLayer | None:
-        """The raster the result layer describes: by the id a rectangle's layer carries, else by the name in the
-        features' ``source_layer`` field (a grid's output), when one raster of the project has it."""
-        layer, project = self._layer(), QgsProject.instance()
-        if layer is None:
-            return None
-        raster = project.mapLayer(layer.customProperty(SOURCE_PROPERTY) or "")
-        if isinstance(raster, QgsRasterLayer):
-            return raster
-        feature = next(layer.getFeatures(), None)
-        name = feature["source_layer"] if feature is not None and "source_layer" in layer.fields().names() else None
-        named = [r for r in project.mapLayersByName(str(name)) if isinstance(r, QgsRasterLayer)] if name else []
-        return named[0] if len(named) == 1 else None
+        """The raster the result layer describes (:func:`source_raster_of`)."""
+        return source_raster_of(self._layer())
 
     def export_training_data(self, folder: str | None = None) -> dict | None:
         """Run the export on the reviewed cells into a new ``folder`` (asked for when None)."""
@@ -166,3 +156,18 @@ class ReviewPanel(QGroupBox):
             return None
         self.message(f"{int(result['IMAGES'])} training image(s) written to {result['OUTPUT']}", Qgis.Success)
         return result
+
+
+def source_raster_of(layer: QgsVectorLayer | None) -> QgsRasterLayer | None:
+    """The raster a result layer describes: by the id a rectangle's layer carries, else by the name in the
+    features' ``source_layer`` field (a grid's output), when one raster of the project has it."""
+    project = QgsProject.instance()
+    if layer is None:
+        return None
+    raster = project.mapLayer(layer.customProperty(SOURCE_PROPERTY) or "")
+    if isinstance(raster, QgsRasterLayer):
+        return raster
+    feature = next(layer.getFeatures(), None)
+    name = feature["source_layer"] if feature is not None and "source_layer" in layer.fields().names() else None
+    named = [r for r in project.mapLayersByName(str(name)) if isinstance(r, QgsRasterLayer)] if name else []
+    return named[0] if len(named) == 1 else None
