@@ -67,3 +67,13 @@ def test_body_override_by_name():
     assert body_by_name("mars") is MARS
     with pytest.raises(ValueError, match="Mars"):
         body_by_name("Pluto")
+
+
+def test_an_image_without_pixels_has_no_ground_pixel_size():
+    """A web (XYZ) layer reports 0 x 0 pixels; its pixel size is unknown (NaN), never a ZeroDivisionError, which
+    killed QGIS when the panel computed the default cell on adding such a layer."""
+    from types import SimpleNamespace
+    from planet_terrain_plugin.core.bodies import crs_gsd_m
+    facts = SimpleNamespace(valid=True, body=MOON, degrees=True, radius_m=None, unit_to_m=1.0)
+    assert math.isnan(crs_gsd_m(facts, 10.0, 10.0, 0, 0, 0.0))
+    assert math.isnan(crs_gsd_m(facts, 10.0, 10.0, 100, 0, 0.0))

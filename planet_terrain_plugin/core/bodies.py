@@ -188,9 +188,10 @@ def crs_gsd_m(facts, width: float, height: float, columns: int, rows: int, centr
     ``facts``: what is known of the raster's CRS -- QGIS's ``qgis_io.layer_info.CrsInfo`` or the batch command's
     ``core.batch.crs.CrsFacts`` (the same fields: valid, body, degrees, radius_m, unit_to_m), so both paths
     compute it here. NaN without a CRS (the map units are unknown, whatever the body), and for degrees with
-    neither a radius in the WKT nor a detected body (no Earth guess).
+    neither a radius in the WKT nor a detected body (no Earth guess), and for an image without pixels (a web
+    layer reports 0 x 0).
     """
-    if not facts.valid:
+    if not facts.valid or columns <= 0 or rows <= 0:
         return float("nan")
     body = facts.body
     if body is None:
