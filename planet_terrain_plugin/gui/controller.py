@@ -17,7 +17,7 @@ from qgis.core import (Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsRect
 
 from ..core.contract import UNKNOWN_LABEL, ContractError
 from ..core.models import NoModelError
-from ..qgis_io.fields import REASON_FIELD
+from ..qgis_io.fields import REASON_FIELD, SCALE_FACTOR_FIELD
 from ..qgis_io.layer_info import BODY_CHOICES
 from ..qgis_io.model_choice import load_run_model, resolve_model_path
 from ..qgis_io.result_layer import append_features, result_layer_for
@@ -165,7 +165,8 @@ class ClassifyController:
             return f"{feature['label']} (confidence {confidence:.2f}) {where}"
         threshold = run.parameters.get("THRESHOLD", model.contract.threshold)
         reason = feature[REASON_FIELD] if feature.fields().indexOf(REASON_FIELD) >= 0 else ""
-        return f"{UNKNOWN_LABEL}: {abstention_words(reason, confidence, threshold)} {where}"
+        factor = feature[SCALE_FACTOR_FIELD] if feature.fields().indexOf(SCALE_FACTOR_FIELD) >= 0 else None
+        return f"{UNKNOWN_LABEL}: {abstention_words(reason, confidence, threshold, factor)} {where}"
 
 
 def small_rectangle_note(run: AlgorithmRun, input_size: int) -> str:

@@ -55,6 +55,18 @@ def check_body(info: CrsInfo, contract: ModelContract) -> str:
     return body_check.check_body(info, contract, QGIS_ADVICE)
 
 
+class NotAnImageError(ExtentError):
+    """The raster holds elevation, slope, shaded relief or colours standing for values, not an image
+    (``core.raster_kind``); the message names the evidence and what to use instead."""
+
+
+def check_image(source: RasterSource) -> None:
+    """Refuse a raster that is not an image (:class:`NotAnImageError`), before any pixel is read."""
+    verdict = layer_info.raster_verdict(source.provider)
+    if not verdict.is_image:
+        raise NotAnImageError(verdict.message(source.layer_name))
+
+
 def gsd_note(gsd: float, contract: ModelContract) -> str | None:
     """A warning when the pixels are far coarser or finer than what the model was trained on."""
     lo, hi = contract.gsd_range_m
