@@ -60,11 +60,17 @@ class NotAnImageError(ExtentError):
     (``core.raster_kind``); the message names the evidence and what to use instead."""
 
 
+def image_problem(provider, name: str) -> str | None:
+    """Why the raster of ``provider`` (shown as ``name``) is not an image, or None when it is one."""
+    verdict = layer_info.raster_verdict(provider)
+    return None if verdict.is_image else verdict.message(name)
+
+
 def check_image(source: RasterSource) -> None:
     """Refuse a raster that is not an image (:class:`NotAnImageError`), before any pixel is read."""
-    verdict = layer_info.raster_verdict(source.provider)
-    if not verdict.is_image:
-        raise NotAnImageError(verdict.message(source.layer_name))
+    problem = image_problem(source.provider, source.layer_name)
+    if problem:
+        raise NotAnImageError(problem)
 
 
 def gsd_note(gsd: float, contract: ModelContract) -> str | None:
