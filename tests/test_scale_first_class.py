@@ -19,6 +19,7 @@ import pytest
 from qgis.core import NULL
 
 from conftest import APOLLO, raster_path
+from test_gui_dock import apollo, no_model_setting, plugin  # noqa: F401 -- fixtures
 from model_factory import tiny_contract, write_valid_model
 from paths import HIRISE_V3, REPO
 from planet_terrain_plugin.core import session as session_mod
@@ -166,3 +167,27 @@ def test_white_noise_through_the_shipped_model_is_out_of_distribution(variant):
     blocks = [rng.integers(0, 256, (160, 160)).astype(np.uint8), np.clip(rng.normal(128, 40, (200, 200)), 0, 255)]
     results = classify_blocks(model, blocks, [None, None])
     assert [r.decision.reason for r in results] == [Reason.OUT_OF_DISTRIBUTION] * 2
+
+
+def test_the_legend_says_why_cells_are_unknown_after_a_panel_run(plugin, no_model_setting, tiny_model, apollo,
+                                                                  tmp_path):
+    from qgis.core import QgsApplication
+
+    from planet_terrain_plugin.gui import run_panel
+    from planet_terrain_plugin.qgis_io.model_choice import install_model_setting
+    from test_gui_dock import choose, run_and_wait
+    from test_gui_panel_fit import DOCK_WIDTH, clipped, show_at
+
+    install_model_setting(str(tiny_model))
+    plugin.dock_action.trigger()
+    dock = plugin.dock
+    choose(dock, apollo, run_panel.MODE_GRID_LAYER, 20000, "metres")
+    dock.run_box.set_threshold(0.99)  # the tiny model is sure of nothing: every cell abstains
+    assert run_and_wait(dock)
+    scroll = show_at(dock, DOCK_WIDTH)
+    text = dock.result_box.reasons_label.text()
+    assert text.startswith("unknown: ") and REASON_WORDS[Reason.OUT_OF_SCALE] in text, text
+    assert clipped(scroll) == [], "\n".join(clipped(scroll))
+    QgsApplication.processEvents()
+    dock.widget().widget().grab().save(str(tmp_path / "panel.png"))
+    print("panel picture:", tmp_path / "panel.png")
