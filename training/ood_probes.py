@@ -80,7 +80,8 @@ def held_out_synthetic_probes(seed: int = 1) -> Iterator[Probe]:
     rng = np.random.default_rng(seed)
     fy, fx = np.meshgrid(np.fft.fftfreq(SIZE), np.fft.fftfreq(SIZE), indexing="ij")
     for i in range(3):
-        spectrum = (rng.normal(size=(SIZE, SIZE)) + 1j * rng.normal(size=(SIZE, SIZE))) / np.maximum(np.hypot(fx, fy), 1 / SIZE)
+        white = rng.normal(size=(SIZE, SIZE)) + 1j * rng.normal(size=(SIZE, SIZE))
+        spectrum = white / np.maximum(np.hypot(fx, fy), 1 / SIZE)
         pink = np.real(np.fft.ifft2(spectrum))
         yield Probe(f"pink noise {i}", "held out: pink (1/f) noise", _to_uint8(pink), None, held_out=True)
     for i, share in enumerate((0.05, 0.2, 0.5)):
@@ -181,13 +182,15 @@ def held_out_raster_probes(rasters: Path, workdir: Path) -> Iterator[Probe]:
     shade = np.nan_to_num(np.clip(255 * (np.cos(np.radians(45)) + np.sin(np.radians(45)) * (gx - gy) / np.sqrt(2))
                                   / np.sqrt(1 + gx ** 2 + gy ** 2), 1, 255), nan=0)
     colour = colour_ramp(_unit(block, mask)).transpose(2, 0, 1)
-    for stem, values, family in (("vesta_slope", slope.astype(np.float32), "held out: slope map (gdaldem slope)"),
-                                 ("vesta_hillshade", shade.astype(np.uint8), "held out: hillshade (gdaldem hillshade)"),
-                                 ("vesta_color_relief", colour.astype(np.uint8), "held out: colour relief (gdaldem color-relief)")):
+    products = (("vesta_slope", slope.astype(np.float32), "slope map (gdaldem slope)"),
+                ("vesta_hillshade", shade.astype(np.uint8), "hillshade (gdaldem hillshade)"),
+                ("vesta_color_relief", colour.astype(np.uint8), "colour relief (gdaldem color-relief)"))
+    for stem, values, what in products:
         written = write_like(workdir / f"{stem}.tif", path, values, mask)
         b, m = read_image(str(written))
         for where, wb, wm in _windows(b, m):
-            yield Probe(f"{stem}.tif {where}", family, wb, wm, "Vesta", Reason.NOT_AN_IMAGE, str(written), held_out=True)
+            yield Probe(f"{stem}.tif {where}", f"held out: {what}", wb, wm, "Vesta", Reason.NOT_AN_IMAGE,
+                        str(written), held_out=True)
 
 
 def write_like(out: Path, like: Path, values: np.ndarray, mask: np.ndarray | None) -> Path:

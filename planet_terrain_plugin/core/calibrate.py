@@ -68,9 +68,9 @@ class Reason(str, Enum):
     UNKNOWN_BODY = "unknown_body"  # refused: the CRS is of a body the model does not serve (core.body_check)
 
 
-#: Reasons a new threshold never changes (``decide_from_probs``'s ``fixed``; re-labelling keeps them). The others
-#: follow the threshold: low_confidence and out_of_scale (recomputed by :func:`at_scale`), and invalid_output
-#: (recomputed from the probabilities).
+#: Reasons a new threshold recomputes when re-labelling stored results: low_confidence and out_of_scale (by
+#: :func:`at_scale`, except where out of distribution caused it), invalid_output (from the probabilities). Every
+#: other reason is ``decide_from_probs``'s ``fixed``: no threshold changes it.
 THRESHOLD_REASONS = (Reason.NONE, Reason.LOW_CONFIDENCE, Reason.INVALID_OUTPUT, Reason.OUT_OF_SCALE)
 
 

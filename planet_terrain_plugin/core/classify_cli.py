@@ -21,8 +21,8 @@ import os
 import sys
 from typing import Any, TextIO
 
-from .bodies import body_by_name
 from . import raster_kind
+from .bodies import body_by_name
 from .body_check import BodyError
 from .calibrate import INVALID_OUTPUT_NOTE, Reason, at_scale
 from .contract import UNKNOWN_ID, UNKNOWN_LABEL, ContractError, ModelContract

@@ -15,6 +15,7 @@ from typing import Callable
 from qgis.core import (Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsRectangle, QgsSettings,
                        QgsTaskManager)
 
+from ..core.calibrate import Reason
 from ..core.contract import UNKNOWN_LABEL, ContractError
 from ..core.models import NoModelError
 from ..qgis_io.fields import REASON_FIELD, SCALE_FACTOR_FIELD
@@ -147,9 +148,11 @@ class ClassifyController:
                                  run.parameters["INPUT"])
         append_features(layer, features)
         run.result_layer = layer
+        coarse = feature[REASON_FIELD] == Reason.OUT_OF_SCALE.value  # its words already give the factor
         text = "; ".join(part for part in (self._decision_words(run, feature, model),
                                            small_rectangle_note(run, model.contract.input_size),
-                                           scale_note(feature["gsd_m"], model.contract.gsd_range_m)) if part)
+                                           "" if coarse else scale_note(feature["gsd_m"], model.contract.gsd_range_m))
+                         if part)
         labelled = feature["label"] != UNKNOWN_LABEL
         self.message(text, Qgis.Success if labelled else Qgis.Info,
                      f"{notes}\nonnxruntime: {model.provider_note}".strip())

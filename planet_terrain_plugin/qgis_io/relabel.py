@@ -75,9 +75,9 @@ def _fixed_reason(stored, ood_score: float, contract: ModelContract) -> Reason:
         reason = Reason(str(stored)) if stored not in (None, QVariant()) else Reason.NONE
     except ValueError:
         return Reason.NONE
-    if reason is Reason.OUT_OF_SCALE and contract.ood_threshold is not None \
-            and not ood_score <= contract.ood_threshold:  # NaN (no score stored) counts as not fixed below
-        return Reason.OUT_OF_DISTRIBUTION if math.isfinite(ood_score) else Reason.NONE
+    if reason is Reason.OUT_OF_SCALE:
+        unfamiliar = contract.ood_threshold is not None and ood_score > contract.ood_threshold  # NaN: False
+        return Reason.OUT_OF_DISTRIBUTION if unfamiliar else Reason.NONE
     return Reason.NONE if reason in THRESHOLD_REASONS else reason
 
 
