@@ -128,7 +128,7 @@ def classify_file(model: TerrainModel, path: str, body: str | None, threshold: f
         factor = gsd_factor(geo.gsd_m(block.shape[-1], block.shape[-2]), model.contract.gsd_range_m) \
             if geo is not None else math.nan
         record.update(at_scale(result.decision, factor).as_json(model.contract))
-        record[SCALE_FACTOR_FIELD] = factor if math.isfinite(factor) else None
+        record[SCALE_FACTOR_FIELD] = round(factor, 4) if math.isfinite(factor) else None
         if result.decision.reason is Reason.INVALID_OUTPUT:
             record["error"] = INVALID_OUTPUT_NOTE
     return record
