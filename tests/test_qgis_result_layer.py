@@ -18,7 +18,8 @@ EXPECTED = [("label", QVariant.String), ("class_id", QVariant.Int), ("confidence
             ("p_bright_dune", QVariant.Double), ("p_impact_ejecta", QVariant.Double),
             ("p_swiss_cheese", QVariant.Double), ("p_spider", QVariant.Double),
             ("body", QVariant.String), ("body_renorm", QVariant.Bool), ("gsd_m", QVariant.Double),
-            ("gsd_warn", QVariant.Bool), ("source_layer", QVariant.String), ("model", QVariant.String),
+            ("gsd_warn", QVariant.Bool), ("scale_factor", QVariant.Double), ("source_layer", QVariant.String),
+            ("model", QVariant.String),
             ("model_version", QVariant.String), ("provider", QVariant.String), ("created_utc", QVariant.String),
             ("reviewed_label", QVariant.String), ("reviewed", QVariant.Bool), ("reviewed_by", QVariant.String),
             ("reviewed_utc", QVariant.String)]

@@ -15,6 +15,9 @@ from planet_terrain_plugin.qgis_io.relabel import relabel_layer
 from test_bad_input import moon_wkt, texture, write_tif
 
 GRID_ALG = "planet_terrain:classify_grid"
+#: 0.00005° pixels, 1.5 m on the Moon: inside the model's ground-sampling range, so the reasons are the model's
+#: own (on coarser pixels an abstention is ``out_of_scale``: tests/test_scale_first_class.py).
+IN_RANGE = (145.0, 0.00005, 0, -20.0, 0, -0.00005)
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +33,7 @@ def run_grid(**params):
 
 def test_reason_field_says_why_and_survives_relabelling(tmp_path):
     data = (texture((64, 64)) * 200 + 20).astype(np.uint8)
-    raster = write_tif(tmp_path / "moon.tif", [data], gdal.GDT_Byte, (145.0, 0.005, 0, -20.0, 0, -0.005), moon_wkt())
+    raster = write_tif(tmp_path / "moon.tif", [data], gdal.GDT_Byte, IN_RANGE, moon_wkt())
     plain = write_valid_model(tmp_path / "plain.onnx")
     layer = run_grid(INPUT=str(raster), MODEL=str(plain), THRESHOLD=0.0)
     assert {f["reason"] for f in layer.getFeatures()} == {""}
@@ -44,7 +47,7 @@ def test_reason_field_says_why_and_survives_relabelling(tmp_path):
 
 def test_out_of_distribution_cells_stay_unknown_at_any_threshold(tmp_path):
     data = (texture((64, 64)) * 200 + 20).astype(np.uint8)
-    raster = write_tif(tmp_path / "moon.tif", [data], gdal.GDT_Byte, (145.0, 0.005, 0, -20.0, 0, -0.005), moon_wkt())
+    raster = write_tif(tmp_path / "moon.tif", [data], gdal.GDT_Byte, IN_RANGE, moon_wkt())
     ood = write_valid_model(tmp_path / "ood.onnx", outputs=("logits", "embedding", "ood_score"), ood_threshold=-1.0)
     layer = run_grid(INPUT=str(raster), MODEL=str(ood), THRESHOLD=0.0)
     features = list(layer.getFeatures())

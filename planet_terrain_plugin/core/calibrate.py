@@ -63,11 +63,33 @@ class Reason(str, Enum):
     LOW_CONFIDENCE = "low_confidence"   # the top probability is below the threshold
     INVALID_OUTPUT = "invalid_output"   # the model's output for this image holds NaN or infinity
     OUT_OF_DISTRIBUTION = "out_of_distribution"  # the model's OOD score says the image is unlike its training images
+    OUT_OF_SCALE = "out_of_scale"  # abstained, and the pixels are coarser than the model's ground-sampling range
+    NOT_AN_IMAGE = "not_an_image"  # refused: elevation, slope, shaded relief or colour-shaded (core.raster_kind)
+    UNKNOWN_BODY = "unknown_body"  # refused: the CRS is of a body the model does not serve (core.body_check)
+
+
+#: Reasons a new threshold recomputes when re-labelling stored results: low_confidence and out_of_scale (by
+#: :func:`at_scale`, except where out of distribution caused it), invalid_output (from the probabilities). Every
+#: other reason is ``decide_from_probs``'s ``fixed``: no threshold changes it.
+THRESHOLD_REASONS = (Reason.NONE, Reason.LOW_CONFIDENCE, Reason.INVALID_OUTPUT, Reason.OUT_OF_SCALE)
 
 
 #: What an ``invalid_output`` decision means for the user, and what to do.
 INVALID_OUTPUT_NOTE = ("the model returned numbers that are not finite (NaN or infinity), so the result is "
                        "'unknown'; the model file may be damaged or badly exported: re-export it or pick another model")
+
+
+def at_scale(decision: "Decision", scale_factor: float | None) -> "Decision":
+    """``decision`` with the reason ``out_of_scale`` when it abstained (low confidence, or out of distribution)
+    on pixels coarser than the model's range (``scale_factor`` > 1: ``result_schema.gsd_factor``).
+
+    The root cause the user can act on (read finer pixels, or a finer product) outranks what the network made
+    of them. A confident label on coarse pixels that the out-of-distribution score accepts stays a label: the
+    factor is stored beside it and shown. Finer pixels than the range are no reason: grids read them reduced."""
+    coarse = scale_factor is not None and math.isfinite(scale_factor) and scale_factor > 1.0
+    if coarse and decision.abstained and decision.reason in (Reason.LOW_CONFIDENCE, Reason.OUT_OF_DISTRIBUTION):
+        return dataclasses.replace(decision, reason=Reason.OUT_OF_SCALE)
+    return decision
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -104,10 +126,12 @@ class Decision:
 
 
 def decide(logits: np.ndarray, contract: ModelContract, body: str | None = None,
-           threshold: float | None = None, ood_scores: np.ndarray | None = None) -> list[Decision]:
+           threshold: float | None = None, ood_scores: np.ndarray | None = None,
+           noise_like: np.ndarray | None = None) -> list[Decision]:
     """Turn a (N, C) logit batch into decisions; ``threshold`` overrides the contract's for this run.
 
-    ``ood_scores``: the model's (N,) ``ood_score`` output, compared with the contract's ``ood_threshold``."""
+    ``ood_scores``: the model's (N,) ``ood_score`` output, compared with the contract's ``ood_threshold``.
+    ``noise_like``: (N,) inputs too rough to be images (``core.input_check``): out of distribution too."""
     thr = contract.threshold if threshold is None else float(threshold)
     if not 0.0 <= thr <= 1.0:
         raise ValueError(f"threshold must be between 0 and 1, got {thr}")
@@ -125,6 +149,8 @@ def decide(logits: np.ndarray, contract: ModelContract, body: str | None = None,
         scores = np.asarray(ood_scores, dtype=np.float64).reshape(len(logits))
         unfamiliar = ~(scores <= contract.ood_threshold)  # NaN counts as unfamiliar
         fixed = [Reason.OUT_OF_DISTRIBUTION if u else Reason.NONE for u in unfamiliar]
+    if noise_like is not None:
+        fixed = [Reason.OUT_OF_DISTRIBUTION if n else why for why, n in zip(fixed, np.ravel(noise_like))]
     decisions = decide_from_probs(np.where(finite, probs, np.nan), contract, thr, renormalised, fixed)
     if ood_scores is None:
         return decisions

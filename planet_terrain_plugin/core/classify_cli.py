@@ -6,6 +6,11 @@ when any line carries an error. Mistakes that concern every image (the model, ``
 stop before any image is read, with exit status 2. Every line is strict JSON: an image whose model output is not
 finite (a broken model's NaN) is an ``invalid_output`` line with an error, and any non-finite number that would
 still reach a line is written as null.
+
+A raster that is not an image (elevation, slope, shaded relief, colour-shaded: ``core.raster_kind``) and a
+georeferenced image of a body the model does not serve are refused: an error line whose ``reason`` is
+``not_an_image`` or ``unknown_body``. A georeferenced image is classified for the body of its CRS (unless
+``--body`` overrides it), as QGIS does, and its line carries ``scale_factor`` (``core.image_geo``).
 """
 from __future__ import annotations
 
@@ -16,14 +21,18 @@ import os
 import sys
 from typing import Any, TextIO
 
+from . import raster_kind
 from .bodies import body_by_name
-from .calibrate import INVALID_OUTPUT_NOTE, Reason
+from .body_check import BodyError
+from .calibrate import INVALID_OUTPUT_NOTE, Reason, at_scale
 from .contract import UNKNOWN_ID, UNKNOWN_LABEL, ContractError, ModelContract
 from .heads import attach_head, read_head
+from .image_geo import image_body, image_geo
 from .images import ImageError, read_image
 from .limits import MIN_EXTENT_PIXELS, max_read_side
 from .models import NoModelError, default_model_path
 from .pipeline import classify_blocks
+from .result_schema import SCALE_FACTOR_FIELD, gsd_factor
 from .session import ModelRunError, TerrainModel, load_model
 
 #: GDAL block cache (MB) for a run of this command unless the user sets GDAL_CACHEMAX: a decimated read of a
@@ -91,9 +100,16 @@ def check_threshold(threshold: float | None) -> None:
 def classify_file(model: TerrainModel, path: str, body: str | None, threshold: float | None) -> dict[str, Any]:
     """The line for one image file: the decision, or ``{"image", "error"}`` saying what went wrong."""
     try:
+        raster_kind.check_file(path)
+        geo = image_geo(path, body)
+        body = image_body(geo, model.contract) if geo is not None else body
         block, mask = read_image(path, max_read_side(model.contract.input_size))
         check_size(block)
         (result,) = classify_blocks(model, [block], [mask], body, threshold)
+    except raster_kind.NotAnImageError as exc:
+        return {"image": path, "error": str(exc), "reason": Reason.NOT_AN_IMAGE.value}
+    except BodyError as exc:
+        return {"image": path, "error": str(exc), "reason": Reason.UNKNOWN_BODY.value}
     except (OSError, ValueError, ImportError) as exc:  # ImageError, unreadable files, malformed pixels
         return {"image": path, "error": str(exc)}
     except ModelRunError as exc:
@@ -109,7 +125,10 @@ def classify_file(model: TerrainModel, path: str, body: str | None, threshold: f
     if result.decision is None:
         record.update(error=result.skipped_reason, abstained=True, label=UNKNOWN_LABEL)
     else:
-        record.update(result.decision.as_json(model.contract))
+        factor = gsd_factor(geo.gsd_m(block.shape[-1], block.shape[-2]), model.contract.gsd_range_m) \
+            if geo is not None else math.nan
+        record.update(at_scale(result.decision, factor).as_json(model.contract))
+        record[SCALE_FACTOR_FIELD] = round(factor, 4) if math.isfinite(factor) else None
         if result.decision.reason is Reason.INVALID_OUTPUT:
             record["error"] = INVALID_OUTPUT_NOTE
     return record

@@ -11,6 +11,7 @@ import numpy as np
 
 from .calibrate import Decision, decide
 from .contract import ModelContract
+from .input_check import noise_like
 from .preprocess import mostly_nodata_message, preprocess_many
 from .session import TerrainModel
 
@@ -62,7 +63,8 @@ def decide_prepared(model: TerrainModel, batch: PreparedBatch, body: str | None 
         step = max_batch or len(batch.tensors)
         outs = [model.run(batch.tensors[i:i + step]) for i in range(0, len(batch.tensors), step)]
         scores = None if outs[0].ood_score is None else np.concatenate([o.ood_score for o in outs])
-        decisions = decide(np.concatenate([o.logits for o in outs]), model.contract, body, threshold, scores)
+        decisions = decide(np.concatenate([o.logits for o in outs]), model.contract, body, threshold, scores,
+                           noise_like(batch.tensors))
         for i, d in zip(batch.usable, decisions):
             results[i] = ImageResult(d, results[i].valid_fraction)
     return results

@@ -12,7 +12,7 @@ import datetime as _dt
 import math
 from dataclasses import dataclass
 
-from .calibrate import Decision
+from .calibrate import Decision, at_scale
 from .contract import ModelContract
 
 #: The decision's fields, by what they hold; filters, re-labelling and styling use these names.
@@ -38,12 +38,18 @@ REVIEW_FIELDS: tuple[tuple[str, str], ...] = (
     (REVIEWED_BY_FIELD, "string"),
     (REVIEWED_UTC_FIELD, "string"),
 )
+#: How many times coarser (> 1) or finer (< 1) than the model's training range the classified pixels are
+#: (:func:`gsd_factor`; NULL when their size is unknown): an abstention on coarser pixels is ``out_of_scale``.
+SCALE_FACTOR_FIELD = "scale_factor"
+#: The classified pixels' ground size in metres (re-labelling derives the scale factor from it).
+GSD_FIELD = "gsd_m"
 #: Fields after the per-class probabilities: provenance of the decision, then the review.
 TAIL_FIELDS: tuple[tuple[str, str], ...] = (
     ("body", "string"),
     ("body_renorm", "bool"),
-    ("gsd_m", "double"),
+    (GSD_FIELD, "double"),
     ("gsd_warn", "bool"),
+    (SCALE_FACTOR_FIELD, "double"),
     ("source_layer", "string"),
     ("model", "string"),
     ("model_version", "string"),
@@ -113,7 +119,10 @@ def result_field_kinds(contract: ModelContract, grid: bool = False) -> list[tupl
 
 
 def decision_values(decision: Decision, contract: ModelContract, provenance: Provenance) -> dict[str, object]:
-    """Attribute values by field name for one decision."""
+    """Attribute values by field name for one decision; an abstention on pixels coarser than the model's range
+    says ``out_of_scale`` (``core.calibrate.at_scale``)."""
+    factor = gsd_factor(provenance.gsd_m, contract.gsd_range_m)
+    decision = at_scale(decision, factor)
     values: dict[str, object] = {
         LABEL_FIELD: decision.label,
         CLASS_ID_FIELD: int(decision.class_id),
@@ -130,4 +139,5 @@ def decision_values(decision: Decision, contract: ModelContract, provenance: Pro
                   gsd_warn=gsd_warning(provenance.gsd_m, contract.gsd_range_m), source_layer=provenance.source_layer,
                   model=provenance.model, model_version=provenance.model_version, provider=provenance.provider,
                   created_utc=provenance.created_utc)
+    values[SCALE_FACTOR_FIELD] = factor if math.isfinite(factor) else None
     return values

@@ -15,9 +15,10 @@ from typing import Callable
 from qgis.core import (Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsRectangle, QgsSettings,
                        QgsTaskManager)
 
+from ..core.calibrate import Reason
 from ..core.contract import UNKNOWN_LABEL, ContractError
 from ..core.models import NoModelError
-from ..qgis_io.fields import REASON_FIELD
+from ..qgis_io.fields import REASON_FIELD, SCALE_FACTOR_FIELD
 from ..qgis_io.layer_info import BODY_CHOICES
 from ..qgis_io.model_choice import load_run_model, resolve_model_path, with_head
 from ..qgis_io.result_layer import append_features, result_layer_for
@@ -148,9 +149,11 @@ class ClassifyController:
                                  run.parameters["INPUT"])
         append_features(layer, features)
         run.result_layer = layer
+        coarse = feature[REASON_FIELD] == Reason.OUT_OF_SCALE.value  # its words already give the factor
         text = "; ".join(part for part in (self._decision_words(run, feature, model),
                                            small_rectangle_note(run, model.contract.input_size),
-                                           scale_note(feature["gsd_m"], model.contract.gsd_range_m)) if part)
+                                           "" if coarse else scale_note(feature["gsd_m"], model.contract.gsd_range_m))
+                         if part)
         labelled = feature["label"] != UNKNOWN_LABEL
         self.message(text, Qgis.Success if labelled else Qgis.Info,
                      f"{notes}\nonnxruntime: {model.provider_note}".strip())
@@ -166,7 +169,8 @@ class ClassifyController:
             return f"{feature['label']} (confidence {confidence:.2f}) {where}"
         threshold = run.parameters.get("THRESHOLD", model.contract.threshold)
         reason = feature[REASON_FIELD] if feature.fields().indexOf(REASON_FIELD) >= 0 else ""
-        return f"{UNKNOWN_LABEL}: {abstention_words(reason, confidence, threshold)} {where}"
+        factor = feature[SCALE_FACTOR_FIELD] if feature.fields().indexOf(SCALE_FACTOR_FIELD) >= 0 else None
+        return f"{UNKNOWN_LABEL}: {abstention_words(reason, confidence, threshold, factor)} {where}"
 
 
 def small_rectangle_note(run: AlgorithmRun, input_size: int) -> str:

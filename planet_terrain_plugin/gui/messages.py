@@ -53,12 +53,36 @@ def provider_words(provider: str) -> str:
     return PROVIDER_WORDS.get(provider, provider)
 
 
-def abstention_words(reason: str, confidence: float, threshold: float) -> str:
-    """Why a decision is ``unknown``, in a few words, from its ``reason`` field."""
+#: Each abstention reason in a few plain words (the legend's "why unknown" line); every ``Reason`` has one.
+REASON_WORDS: dict[Reason, str] = {
+    Reason.LOW_CONFIDENCE: "not confident enough",
+    Reason.OUT_OF_DISTRIBUTION: "unlike the training images",
+    Reason.OUT_OF_SCALE: "pixels too coarse",
+    Reason.INVALID_OUTPUT: "model output not a number",
+    Reason.NOT_AN_IMAGE: "not an image",
+    Reason.UNKNOWN_BODY: "a body the model does not know",
+}
+
+
+def reason_words(reason: str) -> str:
+    """:data:`REASON_WORDS` of a stored ``reason`` value (the value itself when it is no reason we know)."""
+    try:
+        return REASON_WORDS.get(Reason(reason), reason)
+    except ValueError:
+        return reason
+
+
+def abstention_words(reason: str, confidence: float, threshold: float, scale_factor: float | None = None) -> str:
+    """Why a decision is ``unknown``, in a few words, from its ``reason`` field (and ``scale_factor`` field)."""
     if reason == Reason.OUT_OF_DISTRIBUTION.value:
         return "the image is unlike the model's training images"
     if reason == Reason.INVALID_OUTPUT.value:
         return "the model's output was not a number (see the log)"
+    if reason == Reason.OUT_OF_SCALE.value:
+        how = format_factor(scale_factor) if scale_factor and math.isfinite(scale_factor) else "coarser"
+        return f"the pixels are {how} than the model was trained on: use a finer image of the area"
+    if reason in (Reason.NOT_AN_IMAGE.value, Reason.UNKNOWN_BODY.value):
+        return reason_words(reason)
     return f"confidence {confidence:.2f} is below the threshold {threshold:.2f}"
 
 

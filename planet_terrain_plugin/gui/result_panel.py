@@ -22,9 +22,9 @@ from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QGro
 from ..core.contract import UNKNOWN_LABEL, ModelContract
 from ..processing.export_labeled_layer import FILE_FILTER
 from ..qgis_io import export, relabel
-from ..qgis_io.fields import gsd_factor
+from ..qgis_io.fields import REASON_FIELD, gsd_factor
 from ..qgis_io.style import class_colour
-from .messages import scale_note
+from .messages import reason_words, scale_note
 
 
 def worst_gsd(layer: QgsVectorLayer, contract: ModelContract) -> tuple[float, float] | None:
@@ -46,6 +46,16 @@ def worst_gsd(layer: QgsVectorLayer, contract: ModelContract) -> tuple[float, fl
         if worst is None or far > worst[0]:
             worst = (far, factor, gsd)
     return None if worst is None else (worst[1], worst[2])
+
+
+def why_unknown(layer: QgsVectorLayer) -> str:
+    """'Unknown: 40 pixels too coarse, 10 not confident enough' from the layer's ``reason`` field ('' when no
+    cell abstained or the layer has no reasons), most frequent first."""
+    if layer.fields().indexOf(REASON_FIELD) < 0:
+        return ""
+    counts = {why: n for why, n in relabel.value_counts(layer, REASON_FIELD).items() if why}
+    parts = [f"{n} {reason_words(why)}" for why, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return f"{UNKNOWN_LABEL}: " + ", ".join(parts) if parts else ""
 
 
 def legend_order(counts: dict[str, int], contract: ModelContract | None) -> list[str]:
@@ -85,6 +95,10 @@ class ResultPanel(QGroupBox):
         self.total_label = QLabel(self)
         self.total_label.setWordWrap(True)
         layout.addWidget(self.total_label)
+        self.reasons_label = QLabel(self)
+        self.reasons_label.setWordWrap(True)
+        self.reasons_label.setToolTip("Why the model said 'unknown', cells per reason (the 'reason' field)")
+        layout.addWidget(self.reasons_label)
         self.warning_label = QLabel(self)
         self.warning_label.setWordWrap(True)
         self.warning_label.setStyleSheet("color: #b35900;")
@@ -123,6 +137,7 @@ class ResultPanel(QGroupBox):
     def update_legend(self) -> None:
         layer = self.result_layer()
         self.legend.setRowCount(0)
+        self.reasons_label.setText("")
         if layer is None or layer.fields().indexOf(relabel.LABEL_FIELD) < 0:
             self.total_label.setText("" if layer is None else f"'{layer.name()}' is not a Terrain classes layer.")
             return
@@ -139,6 +154,7 @@ class ResultPanel(QGroupBox):
             self.legend.setItem(row, 0, name)
             self.legend.setItem(row, 1, count)
         self.total_label.setText(f"{sum(counts.values())} cell(s) at threshold {self.threshold:.3f}")
+        self.reasons_label.setText(why_unknown(layer))
 
     def _warn_gsd(self) -> None:
         layer = self.result_layer()

@@ -8,7 +8,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
 
 from ..core.session import ModelRunError
 from ..qgis_io import fields as result_fields
-from ..qgis_io.classify import BodyError, Cancelled, classify_extent
+from ..qgis_io.classify import BodyError, Cancelled, check_image, classify_extent
 from ..qgis_io.layer_info import crs_info
 from ..qgis_io.raster_read import ExtentError, raster_source
 from ..qgis_io.transform import CrsMismatchError, rect_to_crs
@@ -58,6 +58,7 @@ class ClassifyExtentAlgorithm(ClassificationAlgorithm):
         body_choice = self.body_choice(parameters, context)
         try:
             self._source = raster_source(layer)
+            check_image(self._source)
         except ExtentError as exc:
             raise QgsProcessingException(f"INPUT: {exc}") from None
         self._info = crs_info(layer.crs(), body_choice)

@@ -39,7 +39,7 @@ from ..qgis_io import fields as result_fields
 from ..qgis_io import layer_info
 from ..qgis_io.fields import COL_FIELD, GRID_FIELDS, ROW_FIELD
 from ..qgis_io.classify import (MIN_EXTENT_PIXELS, BodyError, check_body, check_geographic_extent,
-                                check_geographic_raster)
+                                check_geographic_raster, check_image)
 from ..qgis_io.engine import GridRun
 from ..qgis_io.layer_info import CrsInfo, crs_info
 from ..qgis_io.raster_read import ExtentError, RasterReadError, RasterSource, raster_source, row_block_bytes
@@ -234,6 +234,7 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
                                          f"{parameters.get(self.INPUT)!r}; give a raster file or layer.")
         try:
             self._source = raster_source(self._layer)
+            check_image(self._source)
         except ExtentError as exc:
             raise QgsProcessingException(f"INPUT: {exc}") from None
         return True

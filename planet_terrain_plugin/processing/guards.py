@@ -10,6 +10,7 @@ from ..core.contract import ContractError, check_model_file
 from ..core.heads import HeadError, attach_head, read_head
 from ..core.models import NoModelError
 from ..core.session import TerrainModel
+from ..qgis_io.classify import image_problem
 from ..qgis_io.model_choice import load_run_model
 from ..qgis_io.raster_read import web_layer_problem
 
@@ -73,7 +74,7 @@ def input_problem(alg, parameters: dict, name: str, context) -> str | None:
                 "classify (GeoTIFF, ISIS3 cube, ...).")
     layer = alg.parameterAsRasterLayer(parameters, name, context)
     if layer is not None:
-        problem = web_layer_problem(layer)
+        problem = web_layer_problem(layer) or image_problem(layer.dataProvider(), layer.name())
         return f"{name}: {problem}" if problem else None
     if not isinstance(value, str):
         return None  # an expression or other definition: QGIS's own message applies

@@ -55,6 +55,24 @@ def check_body(info: CrsInfo, contract: ModelContract) -> str:
     return body_check.check_body(info, contract, QGIS_ADVICE)
 
 
+class NotAnImageError(ExtentError):
+    """The raster holds elevation, slope, shaded relief or colours standing for values, not an image
+    (``core.raster_kind``); the message names the evidence and what to use instead."""
+
+
+def image_problem(provider, name: str) -> str | None:
+    """Why the raster of ``provider`` (shown as ``name``) is not an image, or None when it is one."""
+    verdict = layer_info.raster_verdict(provider)
+    return None if verdict.is_image else verdict.message(name)
+
+
+def check_image(source: RasterSource) -> None:
+    """Refuse a raster that is not an image (:class:`NotAnImageError`), before any pixel is read."""
+    problem = image_problem(source.provider, source.layer_name)
+    if problem:
+        raise NotAnImageError(problem)
+
+
 def gsd_note(gsd: float, contract: ModelContract) -> str | None:
     """A warning when the pixels are far coarser or finer than what the model was trained on."""
     lo, hi = contract.gsd_range_m

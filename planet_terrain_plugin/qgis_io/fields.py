@@ -16,7 +16,8 @@ from ..core.contract import ModelContract
 # these names are re-exported for the QGIS side.
 from ..core.result_schema import (ABSTAINED_FIELD, CLASS_ID_FIELD, COL_FIELD, CONFIDENCE_FIELD,  # noqa: F401
                                   GSD_SLACK, LABEL_FIELD, OOD_SCORE_FIELD, REASON_FIELD, REVIEWED_BY_FIELD,
-                                  REVIEWED_FIELD, REVIEWED_LABEL_FIELD, REVIEWED_UTC_FIELD, ROW_FIELD, Provenance,
+                                  REVIEWED_FIELD, REVIEWED_LABEL_FIELD, REVIEWED_UTC_FIELD, ROW_FIELD,
+                                  SCALE_FACTOR_FIELD, Provenance,
                                   decision_values, gsd_factor, gsd_warning, probability_field_names, utc_now)
 
 #: QVariant type of each kind of field in core.result_schema.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle, QgsUnitTypes
 
-from ..core import bodies
+from ..core import bodies, raster_kind
 from ..core.bodies import crs_gsd_m as extent_gsd_m
 from ..core.bodies import Body
 
@@ -64,6 +64,15 @@ def crs_info(crs: QgsCoordinateReferenceSystem, body_override: str | None = None
     return CrsInfo(body=override or detected, detected=detected, overridden=override is not None, degrees=degrees,
                    radius_m=bodies.semi_major_axis_m(wkt), unit_to_m=unit_to_m, description=crs.description(),
                    valid=crs.isValid(), named=bodies.named_body(wkt))
+
+
+def raster_verdict(provider) -> raster_kind.Verdict:
+    """What a raster layer's file holds (``core.raster_kind``): an image, or elevation, slope, shaded relief or a
+    colour-shaded product. Read from the file GDAL opens for the layer; a layer of another provider, or one
+    GDAL cannot open by its source, counts as an image."""
+    if provider is None or provider.name() != "gdal":
+        return raster_kind.Verdict(raster_kind.RasterKind.IMAGE)
+    return raster_kind.judge_file(provider.dataSourceUri())
 
 
 def gsd_m(info: CrsInfo, extent: QgsRectangle, width: int, height: int) -> float:

@@ -17,10 +17,11 @@ import numpy as np
 from qgis.core import QgsFeatureRequest, QgsVectorLayer
 from qgis.PyQt.QtCore import QVariant
 
-from ..core.calibrate import Reason, decide_from_probs
+from ..core.calibrate import THRESHOLD_REASONS, Reason, at_scale, decide_from_probs
 from ..core.contract import PROBABILITY_PREFIX, ModelContract
-from .fields import (ABSTAINED_FIELD, CLASS_ID_FIELD, LABEL_FIELD, REASON_FIELD, REVIEWED_FIELD, is_reviewed,
-                     probability_field_names)
+from ..core.result_schema import GSD_FIELD, OOD_SCORE_FIELD
+from .fields import (ABSTAINED_FIELD, CLASS_ID_FIELD, LABEL_FIELD, REASON_FIELD, REVIEWED_FIELD, gsd_factor,
+                     is_reviewed, probability_field_names)
 
 
 class RelabelError(ValueError):
@@ -39,9 +40,14 @@ def is_result_layer(layer, contract: ModelContract) -> bool:
 
 def label_counts(layer: QgsVectorLayer) -> dict[str, int]:
     """Features per ``label`` value (no geometry read); NULL labels count as ``''``."""
-    index = layer.fields().indexOf(LABEL_FIELD)
+    return value_counts(layer, LABEL_FIELD)
+
+
+def value_counts(layer: QgsVectorLayer, name: str) -> dict[str, int]:
+    """Features per value of the field ``name`` (no geometry read); NULL counts as ``''``."""
+    index = layer.fields().indexOf(name)
     if index < 0:
-        raise RelabelError(f"layer '{layer.name()}' has no '{LABEL_FIELD}' field")
+        raise RelabelError(f"layer '{layer.name()}' has no '{name}' field")
     request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes([index])
     counts: Counter[str] = Counter()
     for feature in layer.getFeatures(request):
@@ -59,13 +65,20 @@ def _number(value) -> float:
         return float("nan")
 
 
-def _fixed_reason(stored) -> Reason:
-    """The stored reason when no threshold can change it (out of distribution, ...), else ``Reason.NONE``."""
+def _fixed_reason(stored, ood_score: float, contract: ModelContract) -> Reason:
+    """The stored reason when no threshold can change it (out of distribution, ...), else ``Reason.NONE``.
+
+    ``out_of_scale`` stands for either cause of an abstention on coarse pixels: it is fixed when the stored
+    ``ood_score`` is above the model's limit (an out-of-distribution cell), and follows the threshold otherwise,
+    as a fresh run's would."""
     try:
         reason = Reason(str(stored)) if stored not in (None, QVariant()) else Reason.NONE
     except ValueError:
         return Reason.NONE
-    return Reason.NONE if reason in (Reason.NONE, Reason.LOW_CONFIDENCE, Reason.INVALID_OUTPUT) else reason
+    if reason is Reason.OUT_OF_SCALE:
+        unfamiliar = contract.ood_threshold is not None and ood_score > contract.ood_threshold  # NaN: False
+        return Reason.OUT_OF_DISTRIBUTION if unfamiliar else Reason.NONE
+    return Reason.NONE if reason in THRESHOLD_REASONS else reason
 
 
 def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: float) -> dict[str, int]:
@@ -84,17 +97,22 @@ def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: flo
     fields = layer.fields()
     idx_label, idx_id, idx_abst = (fields.indexOf(n) for n in (LABEL_FIELD, CLASS_ID_FIELD, ABSTAINED_FIELD))
     idx_reason = fields.indexOf(REASON_FIELD)  # -1 in layers made before reasons were stored
+    idx_ood, idx_gsd = fields.indexOf(OOD_SCORE_FIELD), fields.indexOf(GSD_FIELD)
     prob_idx = [fields.indexOf(n) for n in probability_field_names(contract)]
     idx_reviewed = fields.indexOf(REVIEWED_FIELD)  # -1 in layers written before reviews existed
     request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(
-        prob_idx + [i for i in (idx_label, idx_id, idx_abst, idx_reason, idx_reviewed) if i >= 0])
-    ids, rows, current, fixed = [], [], [], []
+        prob_idx + [i for i in (idx_label, idx_id, idx_abst, idx_reason, idx_reviewed, idx_ood, idx_gsd) if i >= 0])
+    ids, rows, current, fixed, scales = [], [], [], [], []
     for feature in layer.getFeatures(request):
         ids.append(feature.id())
         reviewed = idx_reviewed >= 0 and is_reviewed(feature.attribute(idx_reviewed))
         rows.append([math.nan] * len(prob_idx) if reviewed else [_number(feature.attribute(i)) for i in prob_idx])
-        current.append((feature.attribute(idx_label), feature.attribute(idx_id), feature.attribute(idx_abst)))
-        fixed.append(_fixed_reason(feature.attribute(idx_reason) if idx_reason >= 0 else None))
+        current.append((feature.attribute(idx_label), feature.attribute(idx_id), feature.attribute(idx_abst),
+                        feature.attribute(idx_reason) if idx_reason >= 0 else None))
+        ood = _number(feature.attribute(idx_ood)) if idx_ood >= 0 else math.nan
+        fixed.append(_fixed_reason(feature.attribute(idx_reason) if idx_reason >= 0 else None, ood, contract))
+        gsd = _number(feature.attribute(idx_gsd)) if idx_gsd >= 0 else math.nan
+        scales.append(gsd_factor(gsd, contract.gsd_range_m))
     if not ids:
         return {}
     probs = np.array(rows, dtype=np.float64)
@@ -105,15 +123,15 @@ def relabel_layer(layer: QgsVectorLayer, contract: ModelContract, threshold: flo
     abst_is_bool = fields.at(idx_abst).type() == QVariant.Bool
     counts: Counter[str] = Counter()
     changes: dict[int, dict[int, object]] = {}
-    for fid, ok, (label, class_id, abstained) in zip(ids, complete, current):
+    for fid, ok, (label, class_id, abstained, reason), factor in zip(ids, complete, current, scales):
         if not ok:
             counts["" if label is None or label == QVariant() else str(label)] += 1
             continue
-        d = next(decisions)
+        d = at_scale(next(decisions), factor)
         counts[d.label] += 1
         new_abst = d.abstained if abst_is_bool else int(d.abstained)
         if label != d.label or _number(class_id) != d.class_id or abstained in (None, QVariant()) \
-                or bool(abstained) != d.abstained:
+                or bool(abstained) != d.abstained or (idx_reason >= 0 and (reason or "") != d.reason.value):
             changes[fid] = {idx_label: d.label, idx_id: d.class_id, idx_abst: new_abst}
             if idx_reason >= 0:
                 changes[fid][idx_reason] = d.reason.value

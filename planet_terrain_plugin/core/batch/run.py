@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..contract import read_contract
+from ..raster_kind import check_file
 from ..result_schema import utc_now
 from ..session import physical_cores
 from .crs import check_body
@@ -74,6 +75,7 @@ def plan_jobs(options: RunOptions, cores: int) -> tuple[dict, list[PartitionJob]
     jobs: list[PartitionJob] = []
     for index, path in enumerate(options.inputs):
         facts = raster_facts(path, options.body)
+        check_file(path)  # elevation, slope, shaded relief: refused before any worker starts
         body = check_body(facts.crs, contract)
         choice: CellChoice = cell_choice(facts, contract, options.cell_size_m, options.cell_px)
         size = cell_size(facts, choice)
