@@ -102,6 +102,22 @@ def scale_note(gsd_m: float, gsd_range_m: tuple[float, float]) -> str:
     return f"{format_factor(factor)} than the model's {lo:g}–{hi:g} m/px"
 
 
+def ground_words(metres: float) -> str:
+    """'4.9 km' / '48 m' / '0.25 m': a ground length in the unit a user reads at a glance."""
+    if metres >= 1000:
+        return f"{metres / 1000:.3g} km"
+    return f"{metres:.3g} m"
+
+
+def cell_scale_words(cell_m: float, input_size: int, gsd_range_m: tuple[float, float]) -> str:
+    """A grid cell in metres on the ground and the ground size of one model pixel when it is read (the model
+    sees every cell at ``input_size`` pixels), with the scale note when that is far from the model's range."""
+    per_pixel = cell_m / input_size
+    text = f"{ground_words(cell_m)} cells, read at {ground_words(per_pixel)} per model pixel"
+    note = scale_note(per_pixel, gsd_range_m)
+    return f"{text}: {note}" if note else f"{text} (the model's scale)"
+
+
 def duration_words(seconds: float) -> str:
     """'81 s', '59 min', '10.0 h'."""
     if seconds < 90:

@@ -21,6 +21,7 @@ from ..core.session import TerrainModel
 from ..processing.classify_grid import CELL_UNITS
 from ..qgis_io import layer_info
 from .controller import body_setting
+from .messages import cell_scale_words
 from .run_params import GridChoice
 
 #: Modes, in the order of the mode combo box.
@@ -44,15 +45,21 @@ class GridChoiceError(ValueError):
     """The panel's grid choices cannot make a run; the message says what to choose."""
 
 
+def native_gsd_m(layer) -> float | None:
+    """Ground metres per pixel of a raster layer (None when its CRS does not say)."""
+    if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+        return None
+    native = layer_info.gsd_m(layer_info.crs_info(layer.crs(), body_setting()), layer.extent(), layer.width(),
+                              layer.height())
+    return native if math.isfinite(native) and native > 0 else None
+
+
 def default_cell_pixels(model: TerrainModel | None, layer) -> int | None:
     """The cell size ``classify_grid`` uses when none is given (see ``core.grid.suggest_cell_pixels``)."""
     if model is None or not isinstance(layer, QgsRasterLayer) or not layer.isValid():
         return None
     contract = model.contract
-    native = layer_info.gsd_m(layer_info.crs_info(layer.crs(), body_setting()), layer.extent(), layer.width(),
-                              layer.height())
-    return core_grid.suggest_cell_pixels(contract.input_size, native if math.isfinite(native) else None,
-                                         contract.gsd_range_m)
+    return core_grid.suggest_cell_pixels(contract.input_size, native_gsd_m(layer), contract.gsd_range_m)
 
 
 class RunPanel(QGroupBox):
@@ -112,6 +119,11 @@ class RunPanel(QGroupBox):
         self.cell_unit_combo.setCurrentText("pixels")
         form.addRow("Cell size", self.cell_size_spin)
         form.addRow("Unit", self.cell_unit_combo)
+        self.cell_hint = QLabel(self)  # the cell in metres and at the model's scale, whatever the unit
+        self.cell_hint.setWordWrap(True)
+        form.addRow(self.cell_hint)
+        self.cell_size_spin.valueChanged.connect(self.update_cell_hint)
+        self.cell_unit_combo.currentTextChanged.connect(self.update_cell_hint)
 
     def _threshold_row(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -168,6 +180,19 @@ class RunPanel(QGroupBox):
         if pixels is not None:
             self.cell_unit_combo.setCurrentText("pixels")
             self.cell_size_spin.setValue(pixels)
+        self.update_cell_hint()
+
+    def update_cell_hint(self, *_args) -> None:
+        """Say how big a cell is on the ground and at which scale the model will read it."""
+        layer, model = self.layer_combo.currentLayer(), self.model
+        native = native_gsd_m(layer)
+        size = self.cell_size_spin.value() or (default_cell_pixels(model, layer) or 0)
+        metres_unit = self.cell_unit_combo.currentText() == "metres"
+        if model is None or size <= 0 or (native is None and not metres_unit):
+            self.cell_hint.setText("")
+            return
+        cell_m = size if metres_unit else size * native
+        self.cell_hint.setText(cell_scale_words(cell_m, model.contract.input_size, model.contract.gsd_range_m))
 
     def grid_choice(self, canvas) -> GridChoice:
         """The grid the panel asks for (``canvas``: for the canvas-extent mode); :class:`GridChoiceError` when

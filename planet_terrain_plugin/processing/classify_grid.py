@@ -192,7 +192,10 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
             pixels = core_grid.suggest_cell_pixels(model.contract.input_size,
                                                    native if math.isfinite(native) else None,
                                                    model.contract.gsd_range_m)
-            feedback.pushInfo(f"Cell size: {pixels} source pixels (derived from the model's input size)")
+            ground = (f" = {pixels * native:.4g} m on the ground, read at {pixels * native / model.contract.input_size:.3g}"
+                      " m per model pixel" if math.isfinite(native) else "")
+            feedback.pushInfo(f"Cell size: {pixels} source pixels{ground} (derived from the model's input size and "
+                              "ground-sampling range)")
             return core_grid.cell_size_from_pixels(pixels, px, py), float(pixels), "pixels"
         value = self.parameterAsDouble(parameters, self.CELL_SIZE, context)
         if unit == "pixels":
