@@ -195,3 +195,35 @@ def test_compare_gives_a_paired_interval(smoke_arms):
     lo, hi = other["macro_f1_delta_ci"]
     assert lo <= other["macro_f1_delta"] <= hi
     assert "Δ macro-F1 vs a" in table and "| b |" in table
+
+
+@needs_data
+@pytest.mark.parametrize("size", [128, 160])
+def test_an_input_size_arm_exports_and_runs_in_the_plugin(tmp_path, size):
+    """The cost column's exports (the shipped exporter at another input size, fp32 and int8) load in the
+    plugin's session and classify a real image through its pipeline."""
+    from planet_terrain_plugin.core.images import read_image
+    from planet_terrain_plugin.core.pipeline import classify_blocks
+    from planet_terrain_plugin.core.session import load_model
+    from training.config import TrainConfig
+    from training.cv_cost import export_random, onnx_ms_per_image
+
+    config = TrainConfig.load(REPO / "training" / "configs" / f"cv_input{size}.json", arch="resnet18",
+                              data_root=str(HIRISE_V3), v1_root=str(HIRISE_V1))
+    image = HIRISE_V3 / "map-proj-v3" / "ESP_011289_1950_RED-0021-r90.jpg"
+    for variant, path in export_random(config, tmp_path).items():
+        model = load_model(str(path), "cpu")
+        assert model.contract.input_size == size and model.contract.variant.name == variant
+        block, mask = read_image(str(image))
+        (result,) = classify_blocks(model, [block], [mask], body="Mars")
+        assert np.isclose(sum(result.decision.probs), 1.0)
+        assert onnx_ms_per_image(path, size, images=32) > 0
+
+
+def test_input_size_arms_differ_from_the_default_recipe_only_in_size_and_budget():
+    base = json.loads((REPO / "training" / "configs" / "default.json").read_text())
+    for size in (128, 160):
+        arm = json.loads((REPO / "training" / "configs" / f"cv_input{size}.json").read_text())
+        changed = {k for k in set(base) | set(arm) if base.get(k) != arm.get(k)}
+        assert changed == {"input_size", "epochs", "time_budget_min", "out_dir"}, changed
+        assert arm["input_size"] == size and arm["epochs"] < base["epochs"]

@@ -29,11 +29,14 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from planet_terrain_plugin.core.models import MODELS_DIR
+
+from .config import TrainConfig
 from .dataset import Record
 from .splits import assign_sources, check_no_leak, read_split, source_landmark_counts, split_records, summary
 
-#: The shipped model's split file; its test sources become fold 0's test by default.
-PINNED_SPLIT = Path(__file__).resolve().parents[1] / "planet_terrain_plugin/models/planet_terrain_resnet50.split.json"
+#: The shipped model's split file (as ``export.to_onnx.ship`` names it); its test sources are fold 0 by default.
+PINNED_SPLIT = MODELS_DIR / f"{TrainConfig.model_name}.split.json"
 FOLDS_FORMAT = 1
 
 
