@@ -71,6 +71,26 @@ def test_too_few_sources_are_refused():
         assign_folds(_records(), 1)
 
 
+def test_a_fold_without_landforms_in_a_split_is_refused():
+    recs = _records(8)
+    landform_free = {r.source_id for r in recs} - {r.source_id for r in recs if r.known and r.label in (1, 2)}
+    assignment = {s: ("val" if s in landform_free else "train") for s in {r.source_id for r in recs}}
+    assignment["SRC07"] = "test"
+    with pytest.raises(ValueError, match="hold no landform image"):
+        fold_splits([r for r in recs if r.label in (0, 1, 2) and r.source_id in ("SRC00", "SRC01", "SRC07")]
+                    + [r for r in recs if r.source_id in landform_free and not r.known], assignment)
+
+
+def test_compare_refuses_an_unfinished_arm(tmp_path):
+    from training.cv_report import compare_arms
+
+    for arm in ("a", "b"):
+        (tmp_path / arm).mkdir()
+        (tmp_path / arm / "folds.json").write_text(json.dumps({"sources": [["S1"], ["S2"]]}))
+    with pytest.raises(FileNotFoundError, match="unfinished fold.s. fold0, fold1"):
+        compare_arms(tmp_path / "a", tmp_path / "b")
+
+
 @pytest.fixture(scope="module")
 def real():
     recs = load_all(HIRISE_V3, HIRISE_V1, True)
