@@ -189,7 +189,7 @@ def test_runner_trains_scores_and_summarises_each_fold(smoke_arms):
 @pytest.mark.slow
 @needs_data
 def test_runner_resumes_and_refuses_another_config(smoke_arms, capsys):
-    from training.cv import ArmMismatch, run_arm
+    from training.cv import ArmMismatch, main, run_arm
 
     cfg, arm, _ = smoke_arms["a"]
     before = (arm / "fold1" / "predictions.csv").stat().st_mtime_ns
@@ -201,6 +201,10 @@ def test_runner_resumes_and_refuses_another_config(smoke_arms, capsys):
         run_arm(other, arm, k=2, pin="", cache_dir=None)
     with pytest.raises(ArmMismatch, match="folds"):
         run_arm(cfg, arm, k=3, pin="", cache_dir=None)
+    args = ["--config", str(REPO / "training" / "configs" / "cv_smoke.json"), "--out", str(arm), "--folds", "2",
+            "--pin", "", "--data-root", str(HIRISE_V3), "--v1-root", str(HIRISE_V1), "--set", "epochs=3"]
+    assert main(args) == 2, "the command line says what differs in one line, without a traceback"
+    assert "training.cv: " in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -6,8 +6,8 @@
 Why: an arm chosen on the test split it is then scored on looks better than it is. Here every source image is
 a test image exactly once (:mod:`training.cv_splits`: folds by source image across v3 and v1, stratified, fold 0
 the shipped test split), each fold trains one model through the single training loop (:func:`training.train.
-train`), early-stops and calibrates on a validation split carved from its own training sources, and is scored
-on its fold only. Choices are made on the pooled figures and their paired differences, with 95 % intervals over
+train`), takes its checkpoint (``best.pt``: early stopping) and its calibration from a validation split carved
+from its own training sources, and is scored on its fold only. Choices are made on the pooled figures and their paired differences, with 95 % intervals over
 source images (:mod:`training.cv_report`).
 
 Resumable: a fold with ``predictions.csv`` is done and skipped; a fold with ``last.pt`` continues training from
@@ -198,13 +198,18 @@ def compare_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status 0 when done, 2 with one line naming the problem (another arm's folder, an unfinished arm)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["compare"]:
-        return compare_main(argv[1:])
-    a = build_parser().parse_args(argv)
-    cfg = config_from_args(a, **dict(a.set))
-    result = run_arm(cfg, Path(a.out), a.folds, a.fold, a.seed, a.pin, a.checkpoint, draws=a.draws,
-                     progress=a.progress)
+    try:
+        if argv[:1] == ["compare"]:
+            return compare_main(argv[1:])
+        a = build_parser().parse_args(argv)
+        cfg = config_from_args(a, **dict(a.set))
+        result = run_arm(cfg, Path(a.out), a.folds, a.fold, a.seed, a.pin, a.checkpoint, draws=a.draws,
+                         progress=a.progress)
+    except (ArmMismatch, FileNotFoundError) as exc:
+        print(f"training.cv: {exc}", file=sys.stderr)
+        return 2
     if result is not None:
         print((Path(a.out) / "summary.md").read_text())
     return 0

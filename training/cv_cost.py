@@ -110,6 +110,7 @@ def measure(cfg: TrainConfig, sizes: list[int], rounds: int = 3) -> list[dict]:
 
 
 def markdown(rows: list[dict], cfg: TrainConfig) -> str:
+    """The cost table of docs/cv.md; the last column is the config's epochs divided by the training cost."""
     head = ("| input px | ONNX fp32, ms/image (×) | ONNX int8, ms/image (×) | training, ms/image (×) | "
             "epochs at the first size's budget |")
     out = [head, "|---|---|---|---|---|"]
@@ -117,7 +118,8 @@ def markdown(rows: list[dict], cfg: TrainConfig) -> str:
         cells = [f"{r[k + '_ms_per_image']:.2f} ({r[k + '_x']:.2f}×)" for k in ("onnx_fp32", "onnx_int8", "train")]
         out.append(f"| {r['input_size']} | " + " | ".join(cells) + f" | {round(cfg.epochs / r['train_x'])} |")
     return "\n".join(out) + (f"\n\n{cfg.arch}, random weights, batch {BATCH}, CPU ({os.cpu_count()} logical cores); "
-                             f"median of interleaved rounds; epochs: the config's {cfg.epochs} scaled by the training cost.\n")
+                             f"median of interleaved rounds; epochs: the config's {cfg.epochs} scaled by the "
+                             "training cost.\n")
 
 
 def main(argv: list[str] | None = None) -> int:
