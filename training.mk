@@ -47,3 +47,14 @@ ood: venv ## Fit the OOD score of OOD_MODEL (a file with logits [+ embedding]), 
 
 int8: venv ## int8 of the shipped model (OOD score kept in float32), scored against fp32 on the test split, written beside it (the plugin zip carries it)
 	$(PY) -m export.shipped_int8 --data-root $(DATA_ROOT) --v1-root $(V1_ROOT)
+
+# Grouped k-fold cross-validation (docs/cv.md): the figure arms are chosen on. `make cv ARM=v110 CONFIG=...`
+ARM ?= default
+CONFIG ?= $(TRAIN_CONFIG)
+FOLDS ?= 5
+.PHONY: cv cv-compare
+cv: venv ## Grouped 5-fold CV of CONFIG -> runs/cv/ARM (FOLD=i: that fold only; resumable; CV_ARGS=...)
+	$(PY) -m training.cv --config $(CONFIG) --folds $(FOLDS) --out runs/cv/$(ARM) --data-root $(DATA_ROOT) --v1-root $(V1_ROOT) $(if $(FOLD),--fold $(FOLD)) $(CV_ARGS)
+
+cv-compare: venv ## Paired difference of two finished CV arms with its 95 % interval: make cv-compare A=v110 B=input128
+	$(PY) -m training.cv compare runs/cv/$(A) runs/cv/$(B) --out runs/cv/$(B)_vs_$(A).md

@@ -92,8 +92,10 @@ def interval(values: Sequence[float]) -> tuple[float, float]:
     return (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if len(v) else (float("nan"),) * 2
 
 
-def compare(runs: dict[str, SplitPredictions], reference: str, n_draws: int = 2000, seed: int = 0) -> list[dict]:
-    """Per run: each figure, its 95 % interval, and the paired interval of its difference from ``reference``.
+def compare(runs: dict[str, SplitPredictions], reference: str, n_draws: int = 2000, seed: int = 0,
+            figures: Sequence[tuple[str, str]] = FIGURES) -> list[dict]:
+    """Per run: each of ``figures`` (keys of ``SplitPredictions.figures``), its 95 % interval, and the paired
+    interval of its difference from ``reference``.
 
     All runs must score the same test images in the same order (the same split): the draws are shared.
     """
@@ -111,7 +113,7 @@ def compare(runs: dict[str, SplitPredictions], reference: str, n_draws: int = 20
         point = pred.figures(everything)
         mine = ref_draws if name == reference else [pred.figures(r) for r in draws]
         row = {"run": name, "sources": int(len(np.unique(ref.sources))), "draws": n_draws}
-        for _, key in FIGURES:
+        for _, key in figures:
             row[key] = point[key]
             row[key + "_ci"] = interval([m[key] for m in mine])
             if name != reference:
@@ -121,14 +123,14 @@ def compare(runs: dict[str, SplitPredictions], reference: str, n_draws: int = 20
     return rows
 
 
-def markdown(rows: list[dict], reference: str) -> str:
+def markdown(rows: list[dict], reference: str, figures: Sequence[tuple[str, str]] = FIGURES) -> str:
     """The table for the model card: figure [95 % interval] and, for the others, the paired difference."""
-    head = ["run"] + [f"{title} [95 % CI]" for title, _ in FIGURES] + [f"Δ {title} vs {reference} [95 % CI]"
-                                                                        for title, _ in FIGURES]
+    head = ["run"] + [f"{title} [95 % CI]" for title, _ in figures] + [f"Δ {title} vs {reference} [95 % CI]"
+                                                                        for title, _ in figures]
     out = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in rows:
-        cells = [r["run"]] + [f"{r[k]:.3f} [{r[k + '_ci'][0]:.3f}, {r[k + '_ci'][1]:.3f}]" for _, k in FIGURES]
-        for _, k in FIGURES:
+        cells = [r["run"]] + [f"{r[k]:.3f} [{r[k + '_ci'][0]:.3f}, {r[k + '_ci'][1]:.3f}]" for _, k in figures]
+        for _, k in figures:
             if k + "_delta" in r:
                 lo, hi = r[k + "_delta_ci"]
                 mark = " ▲" if lo > 0 else (" ▼" if hi < 0 else "")
