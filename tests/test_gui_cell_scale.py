@@ -51,3 +51,14 @@ def test_a_fine_raster_is_read_at_the_models_scale_and_metres_follow_the_unit(do
         assert "coarser" in box.cell_hint.text()
     finally:
         QgsProject.instance().removeAllMapLayers()
+
+
+def test_the_legend_names_the_threshold_the_result_was_classified_at(dock, apollo):
+    """A run at 0.99 whose slider never emitted (set programmatically, or a model's own threshold) must not be
+    summed up as 'at threshold 0.300' (the model's)."""
+    from test_gui_dock import choose, run_and_wait
+    from planet_terrain_plugin.gui import run_panel
+    choose(dock, apollo, run_panel.MODE_GRID_LAYER, 20000, "metres")
+    dock.run_box.set_threshold(0.99)
+    assert run_and_wait(dock)
+    assert "at threshold 0.990" in dock.result_box.total_label.text(), dock.result_box.total_label.text()

@@ -268,7 +268,7 @@ class TerrainDock(QgsDockWidget):
         run.result_layer = layer
         polygons = self.run_box.polygon_combo  # results are not polygons to classify under
         polygons.setExceptedLayerList(polygons.exceptedLayerList() + [layer])
-        self.result_box.show_layer(layer)  # legend and gsd warning
+        self._show_result(layer, run)  # legend and gsd warning
         self.message(grid_message(layer, contract, run.was_canceled),
                      Qgis.Info if run.was_canceled else Qgis.Success, class_summary(layer))
 
@@ -290,8 +290,15 @@ class TerrainDock(QgsDockWidget):
             self._update_buttons()
         if run.result_layer is None:
             return
-        self.result_box.show_layer(run.result_layer)
+        self._show_result(run.result_layer, run)
         self.runFinished.emit(True)
+
+    def _show_result(self, layer: QgsVectorLayer, run: AlgorithmRun) -> None:
+        """Make ``layer`` the current result; its legend names the threshold the run classified at."""
+        threshold = run.parameters.get("THRESHOLD")
+        if isinstance(threshold, (int, float)):
+            self.result_box.threshold = float(threshold)
+        self.result_box.show_layer(layer)
 
     # -- teardown --------------------------------------------------------------------------------------------
     def clean_up(self) -> None:
