@@ -217,7 +217,7 @@ def test_a_taught_head_is_offered_at_once_and_panel_and_map_tool_runs_carry_it(p
     res = processing.run(TEACH, {"INPUT": apollo, "EXAMPLES": points, "LABEL_FIELD": "class",
                                  "NAME": "bright-dark", "VERSION": "2", "OUTPUT": str(tmp_path / "bd")})
     combo = dock.model_box.head_combo
-    assert [combo.itemText(i) for i in range(combo.count())] == ["none (the model's classes)", "bright-dark 2"]
+    assert [combo.itemText(i) for i in range(combo.count())] == ["none", "bright-dark 2"]
     assert "dark plain, bright rim" in combo.itemData(1, Qt.ToolTipRole)
     combo.setCurrentIndex(1)
     combo.activated.emit(1)  # what a user's pick in the list emits

@@ -155,7 +155,8 @@ class ModelPanel(QGroupBox):
     def _fill_heads(self) -> None:
         """"none" and the heads bound to the model file in use (a headed model's path is its backbone's)."""
         self.head_combo.clear()
-        self.head_combo.addItem("none (the model's classes)", "")
+        self.head_combo.addItem("none", "")
+        self.head_combo.setItemData(0, "No taught head: the model's own classes", Qt.ToolTipRole)
         heads = [e for e in library.list_heads() if library.head_holds(e, self.model.path)] if self.model else []
         for entry in heads:
             self.head_combo.addItem(f"{entry.head.name} {entry.head.version}", str(entry.path))
