@@ -95,7 +95,7 @@ def test_demo_grid_keeps_every_crater_and_says_why_the_rest_are_unknown(_process
     assert all(f[SCALE_FACTOR_FIELD] > 10 for f in features)  # ~200 m/px read vs the model's 12 m/px
     assert {f["reason"] for f in features if f["label"] != "unknown"} == {""}
     assert {f["reason"] for f in features if f["label"] == "unknown"} == {Reason.OUT_OF_SCALE.value}
-    assert why_unknown(layer) == f"unknown: {counts['unknown']} {REASON_WORDS[Reason.OUT_OF_SCALE]}"
+    assert why_unknown(layer) == f"Why unknown: {REASON_WORDS[Reason.OUT_OF_SCALE]} ({counts['unknown']})"
 
 
 def test_moving_the_threshold_on_coarse_cells_equals_a_fresh_run(_processing, tiny_model):

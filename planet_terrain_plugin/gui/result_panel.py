@@ -49,13 +49,13 @@ def worst_gsd(layer: QgsVectorLayer, contract: ModelContract) -> tuple[float, fl
 
 
 def why_unknown(layer: QgsVectorLayer) -> str:
-    """'Unknown: 40 pixels too coarse, 10 not confident enough' from the layer's ``reason`` field ('' when no
-    cell abstained or the layer has no reasons), most frequent first."""
+    """'Why unknown: pixels too coarse (40), not confident enough (10)' from the layer's ``reason`` field ('' when
+    no cell abstained or the layer has no reasons), most frequent first."""
     if layer.fields().indexOf(REASON_FIELD) < 0:
         return ""
     counts = {why: n for why, n in relabel.value_counts(layer, REASON_FIELD).items() if why}
-    parts = [f"{n} {reason_words(why)}" for why, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    return f"{UNKNOWN_LABEL}: " + ", ".join(parts) if parts else ""
+    parts = [f"{reason_words(why)} ({n})" for why, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return f"Why {UNKNOWN_LABEL}: " + ", ".join(parts) if parts else ""
 
 
 def legend_order(counts: dict[str, int], contract: ModelContract | None) -> list[str]:
