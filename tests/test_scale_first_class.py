@@ -186,7 +186,7 @@ def test_the_legend_says_why_cells_are_unknown_after_a_panel_run(plugin, no_mode
     assert run_and_wait(dock)
     scroll = show_at(dock, DOCK_WIDTH)
     text = dock.result_box.reasons_label.text()
-    assert text.startswith("unknown: ") and REASON_WORDS[Reason.OUT_OF_SCALE] in text, text
+    assert text.startswith("Why unknown: ") and REASON_WORDS[Reason.OUT_OF_SCALE] in text, text
     assert clipped(scroll) == [], "\n".join(clipped(scroll))
     QgsApplication.processEvents()
     dock.widget().widget().grab().save(str(tmp_path / "panel.png"))
