@@ -14,7 +14,7 @@ from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingExcep
 from ..core.newfile import NewFileError
 from ..qgis_io.harvest import HarvestError, export_training_data
 from ..qgis_io.raster_read import ExtentError, raster_source
-from .guards import run_model
+from .guards import input_problem, model_problem, run_model
 
 
 class ExportTrainingDataAlgorithm(QgsProcessingAlgorithm):
@@ -51,6 +51,14 @@ class ExportTrainingDataAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Training data folder (new)"))
         self.addOutput(QgsProcessingOutputNumber(self.IMAGES, "Images written"))
         self.addOutput(QgsProcessingOutputString(self.CLASS_COUNTS, "Images per class (JSON)"))
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 -- QGIS's name
+        """RASTER is read as the model reads it, so what classification refuses (not a raster, not an image:
+        heights are not brightness) is refused here too, before any work."""
+        problem = input_problem(self, parameters, self.RASTER, context) or model_problem(parameters, self.MODEL)
+        if problem:
+            return False, problem
+        return super().checkParameterValues(parameters, context)
 
     def processAlgorithm(self, parameters, context, feedback):
         layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
