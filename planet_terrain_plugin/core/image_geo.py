@@ -9,17 +9,15 @@ Python bindings (without them, or for a file GDAL cannot open, the file counts a
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from . import bodies, body_check
-from .batch.crs import CrsFacts
+from .batch.crs import CrsFacts, facts_from_wkt
 from .body_check import Advice
 
 #: How a command-line user fixes a CRS problem (``core.body_check``).
 CLI_ADVICE = Advice(subject="the image", set_crs="Give it a CRS (gdal_edit.py -a_srs ...)",
                     choose_body="--body", override="--body")
-_FIRST_NAME = re.compile(r'\s*\w+\s*\[\s*"([^"]*)"')
 
 
 @dataclass(frozen=True)
@@ -57,10 +55,8 @@ def image_geo(path: str, body_override: str | None = None) -> ImageGeo | None:
     degrees = bool(srs.IsGeographic())
     unit_to_m = 1.0 if degrees else float(srs.GetLinearUnits() or 1.0)
     code, authority = srs.GetAuthorityCode(None), srs.GetAuthorityName(None)
-    detected = bodies.detect_body(wkt2, f"{authority}:{code}" if code and authority else "")
-    name = _FIRST_NAME.match(wkt2)
-    facts = CrsFacts(srs.ExportToWkt(), name.group(1) if name else "", override or detected, override is not None,
-                     degrees, bodies.semi_major_axis_m(wkt2), unit_to_m, named=bodies.named_body(wkt2))
+    facts = facts_from_wkt(srs.ExportToWkt(), wkt2, f"{authority}:{code}" if code and authority else "", degrees,
+                           unit_to_m, override)
     x0, px, _, y0, _, py = ds.GetGeoTransform()
     return ImageGeo(facts, abs(px) * ds.RasterXSize, abs(py) * ds.RasterYSize, ds.RasterXSize, ds.RasterYSize,
                     y0 + py * ds.RasterYSize / 2)

@@ -51,7 +51,13 @@ def crs_facts(crs, body_override: str | None = None) -> CrsFacts:
     units, factor = (None, 1.0) if crs.is_geographic else crs.linear_units_factor
     degrees = bool(crs.is_geographic) or (units or "").lower().startswith("degree")
     unit_to_m = 1.0 if degrees or not (factor and math.isfinite(factor) and factor > 0) else float(factor)
-    detected = bodies.detect_body(wkt2, _authid(crs))
+    return facts_from_wkt(wkt, wkt2, _authid(crs), degrees, unit_to_m, override)
+
+
+def facts_from_wkt(wkt: str, wkt2: str, authid: str, degrees: bool, unit_to_m: float,
+                   override: Body | None) -> CrsFacts:
+    """The facts of a CRS given as WKT (as stated, and WKT2 for the body rules), whatever library read it."""
+    detected = bodies.detect_body(wkt2, authid)
     name = _FIRST_NAME.match(wkt2)
     return CrsFacts(wkt, name.group(1) if name else "", override or detected, override is not None, degrees,
                     bodies.semi_major_axis_m(wkt2), unit_to_m, named=bodies.named_body(wkt2))
