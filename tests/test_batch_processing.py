@@ -50,3 +50,30 @@ def test_classify_mosaic_refuses_an_existing_output(terrain_processing, tiny_mod
         processing.run(MOSAIC, {"INPUT": [str(raster_path(VESTA_DAWN))], "MODEL": str(tiny_model),
                                 "RUN_FOLDER": str(tmp_path / "run"), "OUTPUT": str(output)})
     assert output.read_bytes() == b"not ours"
+
+
+def test_a_cancelled_mosaic_is_no_failure_and_the_run_folder_resumes(terrain_processing, tiny_model, tmp_path):
+    """Cancel stops the batch command, ends the run normally without OUTPUT (no "Task failed"), says how to
+    resume, and the same RUN_FOLDER then finishes the job with every cell."""
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    class Feedback(QgsProcessingFeedback):
+        warnings: list[str] = []
+
+        def pushWarning(self, text):  # noqa: N802 (Qt's name)
+            self.warnings.append(text)
+
+    feedback = Feedback()
+    feedback.progressChanged.connect(lambda p: feedback.cancel() if p > 0 else None)
+    path = str(raster_path(VESTA_DAWN))
+    run_folder, output = tmp_path / "run", tmp_path / "mosaic.gpkg"
+    params = {"INPUT": [path], "CELL_SIZE": 24, "CELL_UNIT": 1, "MODEL": str(tiny_model), "WORKERS": 1,
+              "RUN_FOLDER": str(run_folder), "OUTPUT": str(output)}
+    result = processing.run(MOSAIC, params, feedback=feedback)
+    assert result.get("OUTPUT") is None and not output.exists() and result["RUN_FOLDER"] == str(run_folder)
+    assert any("same RUN_FOLDER" in w for w in feedback.warnings)
+    done = processing.run(MOSAIC, params)
+    grid = processing.run("planet_terrain:classify_grid", {"INPUT": path, "CELL_SIZE": 24, "CELL_UNIT": 1,
+                                                           "MODEL": str(tiny_model), "OUTPUT": "memory:"})
+    assert done["OUTPUT"] == str(output) and done["CELLS_CLASSIFIED"] == grid["CELLS_CLASSIFIED"]

@@ -274,8 +274,11 @@ class ClassifyGridAlgorithm(ClassificationAlgorithm):
             stats = self._stream(run, output, info, feedback)
             if feedback.isCanceled():
                 if self.parameterAsEnum(parameters, self.ON_CANCEL, context) == 1:
-                    raise QgsProcessingException(f"Cancelled after {stats.visited} of {total} cells; nothing was "
-                                                 "written (ON_CANCEL: write nothing).")
+                    output.discard()  # what the user chose; a cancel is no failure, so the run ends normally
+                    feedback.pushWarning(f"Cancelled after {stats.visited} of {total} cells; nothing was written "
+                                         "(ON_CANCEL: write nothing).")
+                    self._layer = self._source = None
+                    return {self.CELLS_TOTAL: total, self.CELLS_CLASSIFIED: 0}
                 feedback.reportError(f"Cancelled after {stats.visited} of {total} cells; the output holds the "
                                      f"{stats.classified} classified so far.", False)
             dest_id = output.finish(contract)

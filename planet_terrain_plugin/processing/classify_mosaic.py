@@ -30,6 +30,7 @@ from ..core.contract import ContractError, ModelContract, read_contract
 from ..core.dependencies import python_executable
 from ..core.heads import Head, HeadError, binding_problem, read_head
 from ..core.models import NoModelError
+from ..qgis_io.classify import Cancelled
 from ..qgis_io.model_choice import provider_setting, resolve_model_path
 from ..qgis_io.style import apply_style
 from .classification_base import ClassificationAlgorithm
@@ -128,9 +129,13 @@ class ClassifyMosaicAlgorithm(ClassificationAlgorithm):
             raise QgsProcessingException(f"OUTPUT: '{output}' already exists, and Planet Terrain never replaces a "
                                          "file. Choose another file name, or delete the file first.")
         folder = self.parameterAsString(parameters, self.RUN_FOLDER, context)
-        self._batch(["grid", *[layer.source().split("|")[0] for layer in layers], "--out", folder, "--model", model,
-                     *self._options(parameters, context)], feedback, 0.0, 95.0)
-        self._batch(["merge", folder, "--out", output], feedback, 95.0, 99.0)
+        try:
+            self._batch(["grid", *[layer.source().split("|")[0] for layer in layers], "--out", folder, "--model",
+                         model, *self._options(parameters, context)], feedback, 0.0, 95.0)
+            self._batch(["merge", folder, "--out", output], feedback, 95.0, 99.0)
+        except Cancelled as exc:  # a cancel is no failure: the run ends normally, without OUTPUT, and says so
+            feedback.pushWarning(str(exc))
+            return {self.RUN_FOLDER: folder, self.CELLS_CLASSIFIED: 0}
         style_geopackage(output, "terrain_grid", contract)
         StyleOnLoad.attach(context, output, contract)
         count = QgsVectorLayer(f"{output}|layername=terrain_grid", "merged", "ogr").featureCount()
@@ -197,8 +202,8 @@ class ClassifyMosaicAlgorithm(ClassificationAlgorithm):
         proc.stdout.close()
         code = proc.wait()
         if feedback.isCanceled():
-            raise QgsProcessingException("Cancelled; the run folder keeps the finished partitions: run the "
-                                         "algorithm again with the same RUN_FOLDER to resume.")
+            raise Cancelled("Cancelled; the run folder keeps the finished partitions and no merged GeoPackage was "
+                            "written: run the algorithm again with the same RUN_FOLDER to resume.")
         if code != 0:
             detail = next((l for l in reversed(last) if l.startswith("error:")), last[-1] if last else "")
             raise QgsProcessingException(f"the batch command failed (exit {code}): {detail}")

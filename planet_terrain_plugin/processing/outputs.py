@@ -103,8 +103,13 @@ class RunOutput:
         return self._dest_id
 
     def discard(self) -> None:
-        """Remove what this run wrote to a file (nothing else); a sink is only closed."""
+        """Remove what this run wrote to a file (nothing else); a sink is closed and not loaded on completion
+        (a temporary layer would otherwise show the cells of a run that wrote nothing)."""
         if self._file is not None:
             self._file.discard()
             self._file = None
         self._sink = None
+        pending = self._context.layersToLoadOnCompletion()
+        if self._dest_id in pending:
+            del pending[self._dest_id]
+            self._context.setLayersToLoadOnCompletion(pending)
