@@ -12,7 +12,7 @@ MODELS_DIR ?= planet_terrain_plugin/models
 # was not; v1.1.0's is, see MODEL_CARD.md); `SHIP_VARIANTS=fp16,int8` ships it, at 23 MB more in the repository.
 SHIP_VARIANTS ?= fp16
 
-.PHONY: train calibrate evaluate export smoke score pretrain ablation int8 ood
+.PHONY: train calibrate evaluate export smoke score pretrain ablation int8 ood known-direction
 PRETRAIN_CONFIG ?= training/configs/pretrain.json
 ABLATION_SPEC ?= training/configs/ablation.json
 
@@ -44,6 +44,9 @@ ablation: venv ## Issue-5 ablation (needs runs/default and runs/default_v1, see 
 OOD_MODEL ?= $(MODELS_DIR)/planet_terrain_resnet50.fp16.onnx
 ood: venv ## Fit the OOD score of OOD_MODEL (a file with logits [+ embedding]), measure it -> $(RUN)_ood (SHIP=1: replace OOD_MODEL)
 	$(PY) -m training.ood --model $(OOD_MODEL) --out $(RUN)_ood $(if $(SHIP),--ship $(OOD_MODEL))
+
+known-direction: venv ## Validation only: a logistic known-vs-"other" direction in OOD_MODEL's embedding against the softmax gate, and where Apollo cells fall on it (MODEL_CARD.md)
+	$(PY) -m training.known_direction --model $(OOD_MODEL)
 
 int8: venv ## int8 of the shipped model (OOD score kept in float32), scored against fp32 on the test split, written beside it (the plugin zip carries it)
 	$(PY) -m export.shipped_int8 --data-root $(DATA_ROOT) --v1-root $(V1_ROOT)
