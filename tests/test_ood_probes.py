@@ -62,3 +62,24 @@ def test_every_probe_from_a_file_keeps_it_and_no_reason_is_low_confidence_for_no
     _, answers = answers
     assert all(p.source for p, _ in answers if p.expected is Reason.NOT_AN_IMAGE)
     assert not [p.name for p, r in answers if p.family == "noise" and r is Reason.LOW_CONFIDENCE]
+
+
+def test_make_oods_probe_table_is_the_plugins_answer(answers, tmp_path):
+    """``make ood`` reports the probe set through the same path (``training.ood.probe_table``), so its table is
+    the card's and this test's, not a logits-only shortcut that skips the raster-kind and input checks."""
+    import shutil
+
+    from planet_terrain_plugin.core.contract import read_contract
+    from training.ood import probe_table
+
+    variant, answers = answers
+    src = installed_variants()[variant]
+    shutil.copy(src, tmp_path / "model.onnx")
+    tuned = [p for p, _ in answers if not p.held_out]
+    table = probe_table(tuned, tmp_path / "model.onnx", read_contract(str(src)))
+    expected = Counter()
+    for p, r in answers:
+        if not p.held_out:
+            expected[(p.family, r.value or "labelled")] += 1
+    assert {(fam, k): n for fam, c in table.items() for k, n in c.items() if k != "right reason"} == dict(expected)
+    assert sum(c["right reason"] for c in table.values()) == sum(r is p.expected for p, r in answers if not p.held_out)

@@ -26,13 +26,14 @@ from planet_terrain_plugin.core.calibrate import Reason, decide, decide_from_pro
 from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, OOD_SCORE
 from planet_terrain_plugin.core.images import read_image
 from planet_terrain_plugin.core.preprocess import preprocess
+from planet_terrain_plugin.core.session import load_model
 
 from export.common import set_contract
 from export.embedding import add_embedding_output
 from export.ood_graph import POOLED, add_ood_score, fit_gaussian, pooled_float, stage_output
 from training.metrics import auroc
 from training.ood_data import load_data, onnx_outputs, records_outputs
-from training.ood_probes import all_probes
+from training.ood_probes import all_probes, probe_reason
 
 APOLLO = ("AS15-M-0295_SML_geo.tif", "AS15-M-0296_SML_geo.tif")
 APOLLO_CELL_PX = 113  # 20 km on the Apollo frames (0.00585 deg/px, 30.3 km per degree on the Moon)
@@ -83,11 +84,17 @@ def split_figures(outs: dict, labels: np.ndarray, contract, with_gate) -> dict:
             "ood_auroc_other_vs_known": round(auroc(s[~known], s[known]), 4)}
 
 
-def probe_table(probes, outs: dict, contract) -> dict:
+def probe_table(probes, model_path: Path, contract) -> dict:
+    """Each probe's reason as the plugin gives it (``ood_probes.probe_reason``: the raster-kind check, the input
+    check, the model with ``contract``'s threshold and OOD limit, the out-of-scale rule), counted per family."""
+    with_contract = model_path.with_name("probe-model.onnx")  # the file as it will ship, with this contract
+    onnx.save(set_contract(onnx.load(str(model_path)), contract), str(with_contract))
+    model = load_model(str(with_contract))
     rows: dict[str, Counter] = {}
-    for p, logits, score in zip(probes, outs[LOGITS], outs[OOD_SCORE]):
-        (d,) = decide(logits[None], contract, p.body, ood_scores=np.array([score]))
-        rows.setdefault(p.family, Counter())[d.reason.value or "labelled"] += 1
+    for p in probes:
+        reason = probe_reason(model, p)
+        rows.setdefault(p.family, Counter())[reason.value or "labelled"] += 1
+        rows[p.family]["right reason"] += reason is p.expected
     return {fam: dict(c) for fam, c in rows.items()}
 
 
@@ -153,21 +160,22 @@ def measure(a, data, base, final: Path, val: dict, threshold: float) -> dict:
         raise SystemExit(f"logits changed (max |d| {np.abs(old[LOGITS] - test[LOGITS]).max():.3g}); not written")
     labels = {s: np.array([r.label for r in data.splits[s]]) for s in ("val", "test")}
     probes = all_probes(Path(a.rasters))
-    probe_out = onnx_outputs(final, np.stack([preprocess(p.block, base, p.mask).tensor for p in probes]).astype(np.float32))
     apollo = onnx_outputs(final, apollo_tensors(Path(a.rasters), base))
-    table = probe_table(probes, probe_out, gated)
+    table = probe_table(probes, final, gated)
     n_ood = sum(c.get(Reason.OUT_OF_DISTRIBUTION.value, 0) for c in table.values())
-    n_abst = sum(n for c in table.values() for k, n in c.items() if k != "labelled")
+    n_abst = sum(n for c in table.values() for k, n in c.items() if k not in ("labelled", "right reason"))
+    n_right = sum(c["right reason"] for c in table.values())
     figures = {"val": split_figures(val, labels["val"], base, gated),
                "test": split_figures(test, labels["test"], base, gated)}
     return {"stage": a.stage, "axes": a.axes, "quantile": a.quantile, "ood_threshold": round(threshold, 4),
             "size_kb": round(final.stat().st_size / 1024), "logits_bit_identical_on_test": True,
             **figures, "probes": {"n": len(probes), "abstained": n_abst, "out_of_distribution": n_ood,
-                                  "by_family": table},
+                                  "right_reason": n_right, "by_family": table},
             "apollo_20km_cells": apollo_figures(apollo, base, gated),
             "contract_metrics": {"ood_test_known_kept": figures["test"]["with_ood_gate"]["known_kept"],
                                  "ood_test_other_rejected": figures["test"]["with_ood_gate"]["other_rejected"],
                                  "ood_probes_abstained": round(n_abst / len(probes), 4),
+                                 "ood_probes_right_reason": round(n_right / len(probes), 4),
                                  "ood_probes_out_of_distribution": round(n_ood / len(probes), 4)}}
 
 
@@ -181,12 +189,16 @@ def markdown(r: dict) -> str:
             f = r[split][gate]
             lines.append(f"| {split} | {gate.replace('_', ' ')} | {f['known_kept']:.3f} | {f['other_rejected']:.3f} | "
                          f"{f['known_called_ood']:.3f} | {f['other_called_ood']:.3f} |")
-    lines += ["", f"OOD probe set: {r['probes']['abstained']} of {r['probes']['n']} abstained, "
+    lines += ["", f"OOD probe set, through the plugin's own path: {r['probes']['right_reason']} of "
+              f"{r['probes']['n']} with the right reason, {r['probes']['abstained']} abstained, "
               f"{r['probes']['out_of_distribution']} as out_of_distribution.", "",
-              "| probe family | n | labelled | out_of_distribution | low_confidence |", "|---|---|---|---|---|"]
+              "| probe family | n | right reason | labelled | out_of_distribution | low_confidence | not_an_image | "
+              "out_of_scale |", "|---|---|---|---|---|---|---|---|"]
     for fam, c in r["probes"]["by_family"].items():
-        lines.append(f"| {fam} | {sum(c.values())} | {c.get('labelled', 0)} | {c.get('out_of_distribution', 0)} | "
-                     f"{c.get('low_confidence', 0)} |")
+        n = sum(v for k, v in c.items() if k != "right reason")
+        lines.append(f"| {fam} | {n} | {c.get('right reason', 0)} | {c.get('labelled', 0)} | "
+                     f"{c.get('out_of_distribution', 0)} | {c.get('low_confidence', 0)} | "
+                     f"{c.get('not_an_image', 0)} | {c.get('out_of_scale', 0)} |")
     lines += ["", "| Apollo 15 frames, 20 km cells (Moon) | cells | crater | impact ejecta | out_of_distribution |",
               "|---|---|---|---|---|"]
     for k, c in r["apollo_20km_cells"].items():
