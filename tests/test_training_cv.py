@@ -221,6 +221,31 @@ def test_compare_gives_a_paired_interval(smoke_arms):
     assert "Δ macro-F1 vs a" in table and "| b |" in table
 
 
+@pytest.mark.slow
+@needs_data
+def test_tta_arm_refits_on_validation_and_pairs_with_its_arm(smoke_arms, tmp_path):
+    """One view is the fold's own scoring (same checkpoint, temperature fitted the same way on validation): the
+    TTA arm must reproduce its predictions; with 2 views it is an arm ``compare`` pairs with, also while only
+    some folds are finished."""
+    from training.cv_report import PREDICTIONS, compare_arms, read_predictions
+    from training.cv_tta import tta_arm
+
+    _, arm, _ = smoke_arms["a"]
+    assert tta_arm(arm, tmp_path / "one", views=1, cache_dir=None) == [0, 1]
+    for i in range(2):
+        mine, theirs = (read_predictions(d / f"fold{i}" / PREDICTIONS) for d in (tmp_path / "one", arm))
+        np.testing.assert_allclose(mine.probs, theirs.probs, atol=1e-9)
+    two = tmp_path / "two"
+    tta_arm(arm, two, views=2, cache_dir=None)
+    (two / "fold1" / PREDICTIONS).unlink()  # as if fold 1 were still running
+    with pytest.raises(FileNotFoundError, match="unfinished"):
+        compare_arms(arm, two)
+    rows, table = compare_arms(arm, two, draws=100, finished_only=True)
+    assert "Partial: only fold0 of 2 folds" in table and len(rows) == 2
+    with pytest.raises(ValueError, match="another TTA arm"):
+        tta_arm(arm, two, views=4, cache_dir=None)
+
+
 @needs_data
 @pytest.mark.parametrize("size", [128, 160])
 def test_an_input_size_arm_exports_and_runs_in_the_plugin(tmp_path, size):

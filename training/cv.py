@@ -188,8 +188,10 @@ def compare_main(argv: list[str]) -> int:
     p.add_argument("other", help="arm B")
     p.add_argument("--draws", type=int, default=2000)
     p.add_argument("--out", help="write the table (markdown) here and the figures beside it (.json)")
+    p.add_argument("--finished-only", action="store_true",
+                   help="pool only the folds both arms have finished (a first look, said in the table)")
     a = p.parse_args(argv)
-    rows, table = compare_arms(Path(a.reference), Path(a.other), a.draws)
+    rows, table = compare_arms(Path(a.reference), Path(a.other), a.draws, a.finished_only)
     print(table)
     if a.out:
         Path(a.out).write_text(table)
