@@ -49,5 +49,5 @@ def test_a_head_of_another_model_is_refused_before_any_work(head_and_model, tmp_
     done = run_batch("grid", str(raster_path(APOLLO)), "--out", str(tmp_path / "run"), "--model", str(other),
                      "--head", str(head), "--workers", "0")
     assert done.returncode == 2
-    assert "was taught on another model file" in done.stderr and "--model" in done.stderr
+    assert "was taught on the model" in done.stderr and "give that model with --model" in done.stderr
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").glob("part-*.parquet"))

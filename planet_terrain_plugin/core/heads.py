@@ -318,15 +318,17 @@ def read_head(path: str) -> Head:
     return head
 
 
-def binding_problem(head: Head, model_path: str) -> str | None:
-    """Why ``head`` cannot answer for the model file ``model_path`` (it was taught on another file), or None."""
-    sha256 = file_sha256(model_path)
+def binding_problem(head: Head, model_path: str, sha256: str | None = None,
+                    remedy: str = "use that model file") -> str | None:
+    """Why ``head`` cannot answer for the model file ``model_path`` (it was taught on another file), or None.
+
+    ``sha256``: the file's, when the caller has it already; ``remedy``: how this entry point names the model."""
+    sha256 = sha256 or file_sha256(model_path)
     if sha256 == head.backbone.get("sha256"):
         return None
     return (f"the head '{head.name}' was taught on the model {head.backbone.get('model_name')} "
             f"{head.backbone.get('model_version')} (sha256 {str(head.backbone.get('sha256'))[:12]}…), not on "
-            f"'{os.path.basename(model_path)}' ({sha256[:12]}…); use that model file, or teach the head again on "
-            "this one")
+            f"'{os.path.basename(model_path)}' ({sha256[:12]}…); {remedy}, or teach the head again on this one")
 
 
 def attach_head(model: TerrainModel, head: Head) -> "HeadedModel":

@@ -96,13 +96,12 @@ def plan_jobs(options: RunOptions, cores: int) -> tuple[dict, list[PartitionJob]
 
 def _head_contract(head_file: str, contract, model_sha256: str, model_file: str):
     """The contract a head gives the run (its classes), checked on the client before any worker starts."""
-    from ..heads import HeadError, read_head
+    from ..heads import HeadError, binding_problem, read_head
 
     head = read_head(head_file)
-    if head.backbone.get("sha256") != model_sha256:
-        raise HeadError(f"the head '{head.name}' was taught on another model file (sha256 "
-                        f"{str(head.backbone.get('sha256'))[:12]}…), not on '{os.path.basename(model_file)}' "
-                        f"({model_sha256[:12]}…); give that model with --model, or teach the head again on this one")
+    problem = binding_problem(head, model_file, model_sha256, remedy="give that model with --model")
+    if problem:
+        raise HeadError(problem)
     return head.contract_for(contract)
 
 
