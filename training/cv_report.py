@@ -159,16 +159,16 @@ def compare_arms(reference: Path, other: Path, draws: int = 2000,
 
     ``finished_only``: pool only the folds both arms have finished (named in the table), for a look at a
     lever before every fold is trained; the figure an arm is chosen on stays the comparison of all folds."""
-    if not finished_only:
+    if finished_only:
+        both = [(fa, fb) for fa, fb in zip(fold_dirs(reference), fold_dirs(other))
+                if (fa / PREDICTIONS).is_file() and (fb / PREDICTIONS).is_file()]
+        if not both:
+            raise FileNotFoundError(f"'{reference}' and '{other}' have no finished fold in common")
+        a, b = (CVPredictions.pooled([read_predictions(f[i] / PREDICTIONS) for f in both]) for i in (0, 1))
+        note = (f"\nPartial: only {', '.join(fa.name for fa, _ in both)} of {len(fold_dirs(reference))} folds "
+                "(the folds both arms have finished).\n")
+    else:
         a, b = CVPredictions.pooled(arm_predictions(reference)), CVPredictions.pooled(arm_predictions(other))
-        rows = significance.compare({reference.name: a, other.name: b}, reference.name, draws, figures=CV_FIGURES)
-        return rows, significance.markdown(rows, reference.name, CV_FIGURES)
-    both = [(fa, fb) for fa, fb in zip(fold_dirs(reference), fold_dirs(other))
-            if (fa / PREDICTIONS).is_file() and (fb / PREDICTIONS).is_file()]
-    if not both:
-        raise FileNotFoundError(f"'{reference}' and '{other}' have no finished fold in common")
-    a, b = (CVPredictions.pooled([read_predictions(f[i] / PREDICTIONS) for f in both]) for i in (0, 1))
+        note = ""
     rows = significance.compare({reference.name: a, other.name: b}, reference.name, draws, figures=CV_FIGURES)
-    note = (f"\nPartial: only {', '.join(fa.name for fa, _ in both)} of {len(fold_dirs(reference))} folds "
-            "(the folds both arms have finished).\n")
     return rows, significance.markdown(rows, reference.name, CV_FIGURES) + note

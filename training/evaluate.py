@@ -114,7 +114,7 @@ def evaluate(run_dir: str | Path, ckpt_name: str = "last.pt", cache_dir: str | N
     }
     if extras:
         base = result["per_image"]["all"]
-        tta = logits_for(model, test, data.cache, tta=True)
+        tta = logits_for(model, test, data.cache, views=8)
         s = subset(test, tta)
         result["tta"] = {k: s[k] for k in ("macro_f1", "accuracy", "ece_after", "other_rejected",
                                           "known_coverage", "auroc_known_vs_other",

@@ -16,13 +16,13 @@ TTA_VIEWS = {1: (0,), 2: (0, 4), 4: (0, 4, 2, 6), 8: tuple(range(8))}
 
 @torch.no_grad()
 def logits_for(model: torch.nn.Module, records: Sequence[Record], cache: GrayCache, batch_size: int = 64,
-               transform: Callable[[np.ndarray], np.ndarray] | None = None, tta: bool = False,
-               progress: bool = False, views: int = 1) -> np.ndarray:
+               transform: Callable[[np.ndarray], np.ndarray] | None = None, progress: bool = False,
+               views: int = 1) -> np.ndarray:
     """(N, C) float64 logits; ``transform`` maps the cached 8-bit image first (robustness tests);
-    ``views`` averages the logits over that many dihedral transforms (:data:`TTA_VIEWS`; ``tta``: all 8)."""
+    ``views`` averages the logits over that many dihedral transforms (:data:`TTA_VIEWS`)."""
     from planet_terrain_plugin.core.preprocess import finish
 
-    chosen = TTA_VIEWS[8 if tta else views]
+    chosen = TTA_VIEWS[views]
     model.eval()
     device = next(model.parameters()).device
     out = []
