@@ -125,3 +125,24 @@ def test_schedule_warms_up_then_decays_within_each_stage():
         stage_at(STAGES, 3)
     assert lr_at(0.0, 0.5, 1.0) == pytest.approx(2e-3) and lr_at(0.5, 0.5, 1.0) == pytest.approx(1.0)
     assert lr_at(1.0, 0.5, 1.0) == pytest.approx(0.0, abs=1e-12) and lr_at(0.5, 0.0, 1.0) == pytest.approx(0.5)
+
+
+def test_a_checkpoint_that_does_not_fit_says_so_and_leaves_no_partial_file(tmp_path):
+    """A full disk makes torch.save fail with "unexpected pos"; the run must name the file and the room left, and
+    not leave a partial .tmp behind. The child process's file-size limit is a real short write (EFBIG)."""
+    import subprocess
+    import sys
+
+    child = f"""
+import resource, signal, torch
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+from training import checkpoint
+try:
+    checkpoint.save({str(tmp_path / "best.pt")!r}, model={{"w": torch.zeros(1_000_000)}})
+except OSError as e:
+    print("OSError:", e)
+"""
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=120)
+    assert "OSError:" in out.stdout and "best.pt" in out.stdout and "free" in out.stdout, out.stdout + out.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,7 @@
 """Saving and loading run checkpoints: weights plus the config and contract that give them meaning."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,13 @@ def save(path: str | Path, **state: Any) -> None:
     """Atomic write (temp file + rename), so a run killed mid-save never leaves a truncated checkpoint."""
     path = Path(path)
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
+    try:
+        torch.save(state, tmp)
+    except RuntimeError as e:  # a short write (full disk, file-size limit) surfaces as "unexpected pos"
+        tmp.unlink(missing_ok=True)
+        free_mb = shutil.disk_usage(tmp.parent).free / 1e6
+        raise OSError(f"could not write the checkpoint {path} ({free_mb:.0f} MB free on its disk): free some space "
+                      f"or point the run at another folder ({e})") from e
     tmp.replace(path)
 
 
