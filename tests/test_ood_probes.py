@@ -81,5 +81,5 @@ def test_make_oods_probe_table_is_the_plugins_answer(answers, tmp_path):
     for p, r in answers:
         if not p.held_out:
             expected[(p.family, r.value or "labelled")] += 1
-    assert {(fam, k): n for fam, c in table.items() for k, n in c.items() if k != "right reason"} == dict(expected)
-    assert sum(c["right reason"] for c in table.values()) == sum(r is p.expected for p, r in answers if not p.held_out)
+    assert {(fam, k): n for fam, f in table.items() for k, n in f["reasons"].items()} == dict(expected)
+    assert sum(f["right_reason"] for f in table.values()) == sum(r is p.expected for p, r in answers if not p.held_out)

@@ -84,18 +84,20 @@ def split_figures(outs: dict, labels: np.ndarray, contract, with_gate) -> dict:
             "ood_auroc_other_vs_known": round(auroc(s[~known], s[known]), 4)}
 
 
-def probe_table(probes, model_path: Path, contract) -> dict:
+def probe_table(probes, model_path: Path, contract) -> dict[str, dict]:
     """Each probe's reason as the plugin gives it (``ood_probes.probe_reason``: the raster-kind check, the input
-    check, the model with ``contract``'s threshold and OOD limit, the out-of-scale rule), counted per family."""
+    check, the model with ``contract``'s threshold and OOD limit, the out-of-scale rule), counted per family:
+    ``{family: {"n", "right_reason", "reasons": {reason or "labelled": count}}}``."""
     with_contract = model_path.with_name("probe-model.onnx")  # the file as it will ship, with this contract
     onnx.save(set_contract(onnx.load(str(model_path)), contract), str(with_contract))
     model = load_model(str(with_contract))
-    rows: dict[str, Counter] = {}
+    reasons: dict[str, Counter] = {}
+    right: Counter = Counter()
     for p in probes:
         reason = probe_reason(model, p)
-        rows.setdefault(p.family, Counter())[reason.value or "labelled"] += 1
-        rows[p.family]["right reason"] += reason is p.expected
-    return {fam: dict(c) for fam, c in rows.items()}
+        reasons.setdefault(p.family, Counter())[reason.value or "labelled"] += 1
+        right[p.family] += reason is p.expected
+    return {fam: {"n": sum(c.values()), "right_reason": right[fam], "reasons": dict(c)} for fam, c in reasons.items()}
 
 
 def apollo_figures(outs: dict, contract, gated) -> dict:
@@ -162,9 +164,9 @@ def measure(a, data, base, final: Path, val: dict, threshold: float) -> dict:
     probes = all_probes(Path(a.rasters))
     apollo = onnx_outputs(final, apollo_tensors(Path(a.rasters), base))
     table = probe_table(probes, final, gated)
-    n_ood = sum(c.get(Reason.OUT_OF_DISTRIBUTION.value, 0) for c in table.values())
-    n_abst = sum(n for c in table.values() for k, n in c.items() if k not in ("labelled", "right reason"))
-    n_right = sum(c["right reason"] for c in table.values())
+    n_ood = sum(f["reasons"].get(Reason.OUT_OF_DISTRIBUTION.value, 0) for f in table.values())
+    n_abst = sum(f["n"] - f["reasons"].get("labelled", 0) for f in table.values())
+    n_right = sum(f["right_reason"] for f in table.values())
     figures = {"val": split_figures(val, labels["val"], base, gated),
                "test": split_figures(test, labels["test"], base, gated)}
     return {"stage": a.stage, "axes": a.axes, "quantile": a.quantile, "ood_threshold": round(threshold, 4),
@@ -194,9 +196,9 @@ def markdown(r: dict) -> str:
               f"{r['probes']['out_of_distribution']} as out_of_distribution.", "",
               "| probe family | n | right reason | labelled | out_of_distribution | low_confidence | not_an_image | "
               "out_of_scale |", "|---|---|---|---|---|---|---|---|"]
-    for fam, c in r["probes"]["by_family"].items():
-        n = sum(v for k, v in c.items() if k != "right reason")
-        lines.append(f"| {fam} | {n} | {c.get('right reason', 0)} | {c.get('labelled', 0)} | "
+    for fam, f in r["probes"]["by_family"].items():
+        c = f["reasons"]
+        lines.append(f"| {fam} | {f['n']} | {f['right_reason']} | {c.get('labelled', 0)} | "
                      f"{c.get('out_of_distribution', 0)} | {c.get('low_confidence', 0)} | "
                      f"{c.get('not_an_image', 0)} | {c.get('out_of_scale', 0)} |")
     lines += ["", "| Apollo 15 frames, 20 km cells (Moon) | cells | crater | impact ejecta | out_of_distribution |",
