@@ -246,6 +246,34 @@ def test_tta_arm_refits_on_validation_and_pairs_with_its_arm(smoke_arms, tmp_pat
         tta_arm(arm, two, views=4, cache_dir=None)
 
 
+@pytest.mark.slow
+@needs_data
+def test_a_distilled_arm_learns_from_its_own_folds_teacher(smoke_arms, tmp_path):
+    """Each fold's student learns from the teacher trained on that fold's sources (one teacher for all folds
+    would have seen every test image); the same seed and batches as the teacher's arm, so only the teacher's
+    term can change the training loss."""
+    from training.config import TrainConfig
+    from training.cv import fold_config, run_arm
+    from training.cv_report import compare_arms
+
+    cfg, teacher_arm, _ = smoke_arms["a"]
+    student = TrainConfig.from_dict({**json.loads(cfg.to_json()), "distill_weight": 0.7, "distill_views": 2,
+                                     "distill_teacher": str(teacher_arm / "fold{fold}" / "last.pt")})
+    arm = tmp_path / "d"
+    run_arm(student, arm, k=2, pin="", cache_dir=None, draws=50)
+    for i in range(2):
+        used = json.loads((arm / f"fold{i}" / "config.json").read_text())["distill_teacher"]
+        assert used == str(teacher_arm / f"fold{i}" / "last.pt")
+        ours, theirs = (json.loads((d / f"fold{i}" / "history.json").read_text())[0]["train_loss"]
+                        for d in (arm, teacher_arm))
+        assert ours != pytest.approx(theirs, rel=1e-3), "the teacher's term is in the loss"
+    rows, _ = compare_arms(teacher_arm, arm, draws=50)
+    assert [r["run"] for r in rows] == ["a", "d"]
+    with pytest.raises(ValueError, match="every fold"):
+        fold_config(dataclasses.replace(student, distill_teacher=str(teacher_arm / "fold0" / "last.pt")),
+                    arm / "fold0", 2, 0)
+
+
 @needs_data
 @pytest.mark.parametrize("size", [128, 160])
 def test_an_input_size_arm_exports_and_runs_in_the_plugin(tmp_path, size):

@@ -93,6 +93,15 @@ class TrainConfig:
     #: Members averaged into one network (written by ``training.ensemble``; 1 = a single network).
     ensemble_size: int = 1
 
+    # -- distillation (training.distill) ----------------------------------------------------------------------
+    #: Teacher checkpoint ("" = none); in CV, "{fold}" is replaced by the fold number.
+    distill_teacher: str = ""
+    #: Dihedral views the teacher's logits are averaged over (1, 2, 4 or 8).
+    distill_views: int = 4
+    #: Share of the loss that matches the teacher; the rest is the labels' (and "other"'s) own loss.
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
+
     # -- augmentation ------------------------------------------------------------------------------------------
     crop_scale: tuple[float, float] = (0.35, 1.0)
     crop_ratio: tuple[float, float] = (0.8, 1.25)
@@ -154,6 +163,9 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config '{name}' is {getattr(self, name)!r}; choose one of {allowed}")
+        if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:
+            raise ValueError(f"config distill_weight {self.distill_weight} must lie in [0, 1] and "
+                             f"distill_temperature {self.distill_temperature} be positive")
 
     def base_contract(self, **measured: Any) -> ModelContract:
         """The contract this run's preprocessing uses; temperature/threshold/metrics are filled in later."""

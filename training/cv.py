@@ -29,6 +29,7 @@ from .cv_report import PREDICTIONS, compare_arms, summarise, write_predictions
 from .cv_splits import (PINNED_SPLIT, assign_folds, check_folds, fold_assignment, fold_splits, pinned_split,
                         pinned_test_sources, read_folds, write_folds)
 from .dataset import Record, load_all
+from .distill import FOLD_FIELD
 from .rundata import CACHE_DIR
 from .splits import write_split
 
@@ -83,12 +84,18 @@ def prepare_arm(cfg: TrainConfig, arm: Path, k: int, seed: int, pin: str, checkp
     return records, folds
 
 
-def fold_config(cfg: TrainConfig, fold_dir: Path, k: int) -> TrainConfig:
-    """The arm's config for one fold: its split file, its nominal fractions, its folder."""
+def fold_config(cfg: TrainConfig, fold_dir: Path, k: int, fold: int) -> TrainConfig:
+    """The arm's config for one fold: its split file, its nominal fractions, its folder, and the distillation
+    teacher of the same fold (``{fold}`` in ``distill_teacher``: a teacher from another fold saw this one's test
+    sources)."""
+    if cfg.distill_teacher and FOLD_FIELD not in cfg.distill_teacher:
+        raise ValueError(f"distill_teacher '{cfg.distill_teacher}' is one file for every fold, so it has seen each "
+                         f"fold's test sources; name the teacher arm's folds, e.g. runs/cv/v110/fold{FOLD_FIELD}/last.pt")
     v = val_share(cfg)
     fractions = ((1 - 1 / k) * (1 - v), (1 - 1 / k) * v, 1 / k)
     return dataclasses.replace(cfg, split_file=str(fold_dir / "split.json"), split_fractions=fractions,
-                               out_dir=str(fold_dir))
+                               out_dir=str(fold_dir),
+                               distill_teacher=cfg.distill_teacher.replace(FOLD_FIELD, str(fold)))
 
 
 def run_fold(cfg: TrainConfig, records: list[Record], folds: dict[str, int], fold: int, arm: Path, k: int,
@@ -103,7 +110,7 @@ def run_fold(cfg: TrainConfig, records: list[Record], folds: dict[str, int], fol
         print(f"fold {fold}: done, skipped", flush=True)
         return fold_dir
     fold_dir.mkdir(parents=True, exist_ok=True)
-    fcfg = fold_config(cfg, fold_dir, k)
+    fcfg = fold_config(cfg, fold_dir, k, fold)
     assignment = fold_assignment(records, folds, fold, val_share(cfg), pinned)
     if not (fold_dir / "split.json").is_file():
         write_split(fold_dir / "split.json", assignment, fold_splits(records, assignment), fcfg.split_fractions)

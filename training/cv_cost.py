@@ -60,8 +60,10 @@ def onnx_ms_per_image(path: Path, size: int, images: int = 256) -> float:
     return 1000.0 * (time.perf_counter() - t0) / (runs * BATCH)
 
 
-def train_ms_per_image(cfg: TrainConfig, steps: int = 5) -> float:
-    """ms per image of training steps (forward, backward, AdamW) at batch 32 on this machine's device."""
+def train_ms_per_image(cfg: TrainConfig, steps: int = 5, teacher_views: int = 0) -> float:
+    """ms per image of training steps (forward, backward, AdamW) at batch 32 on this machine's device;
+    ``teacher_views`` > 0 adds a distillation teacher of the same network seeing that many views."""
+    from .distill import Teacher, distill_loss
     from .loop import pick_device
     from .model import build_model
     from .precision import precision_for
@@ -73,12 +75,16 @@ def train_ms_per_image(cfg: TrainConfig, steps: int = 5) -> float:
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     x = torch.randn(BATCH, 3, cfg.input_size, cfg.input_size, device=device)
     y = torch.randint(0, 7, (BATCH,), device=device)
+    teacher = Teacher(build_model(cfg.base_contract().num_classes, cfg.arch), teacher_views, precision,
+                      device) if teacher_views else None
     net.train()
     for i in range(steps + 1):  # the first step warms up (allocations, kernel choice) and is not timed
         if i == 1:
             t0 = time.perf_counter()
         (logits,) = precision.forward(net, [x], device)
         loss = torch.nn.functional.cross_entropy(logits, y)
+        if teacher is not None:
+            loss = loss + distill_loss(logits, teacher.logits(x), cfg.distill_temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -109,6 +115,17 @@ def measure(cfg: TrainConfig, sizes: list[int], rounds: int = 3) -> list[dict]:
     return rows
 
 
+def distill_costs(cfg: TrainConfig, views: list[int], rounds: int = 3) -> dict[int, float]:
+    """Training cost with a teacher seeing each number of ``views``, relative to plain training (interleaved
+    rounds, medians): the epochs a distillation arm gets at the plain arm's budget are ``epochs / cost``."""
+    times: dict[int, list[float]] = {v: [] for v in [0, *views]}
+    for _ in range(rounds):
+        for v in times:
+            times[v].append(train_ms_per_image(cfg, teacher_views=v))
+    plain = float(np.median(times[0]))
+    return {v: float(np.median(t)) / plain for v, t in times.items() if v}
+
+
 def markdown(rows: list[dict], cfg: TrainConfig) -> str:
     """The cost table of docs/cv.md; the last column is the config's epochs divided by the training cost."""
     head = ("| input px | ONNX fp32, ms/image (×) | ONNX int8, ms/image (×) | training, ms/image (×) | "
@@ -128,8 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[96, 128, 160])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", help="write the table (markdown) here and the rows beside it (.json)")
+    p.add_argument("--distill-views", type=int, nargs="+", metavar="VIEWS",
+                   help="instead: the training cost of distilling from a teacher seeing VIEWS views")
     a = p.parse_args(argv)
     cfg = TrainConfig.load(a.config)
+    if a.distill_views:
+        for v, x in distill_costs(cfg, a.distill_views, a.rounds).items():
+            print(f"teacher with {v} views: training costs {x:.2f}x; {round(cfg.epochs / x)} epochs at the budget "
+                  f"of {cfg.epochs}")
+        return 0
     rows = measure(cfg, a.sizes, a.rounds)
     table = markdown(rows, cfg)
     print(table)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from . import checkpoint
 from .augment import augment
 from .config import TrainConfig, config_from_args, run_parser
+from .distill import Teacher, distill_loss
 from .inference import logits_for
 from .loop import EpochResult, RunStart, Stage, Task, fit, start_run
 from .losses import class_balanced_weights, inverse_frequency_weights, mixed_known_loss, outlier_loss
@@ -133,6 +134,8 @@ class Supervised(Task):
         self.cfg, self.run, self.n = cfg, run, run.contract.num_classes
         self.loss_w = loss_weights(cfg, run.data, self.n, run.device)
         self.best = -1.0
+        self.teacher = Teacher.load(cfg.distill_teacher, output_count(cfg, self.n), cfg.distill_views,
+                                    run.precision, run.device) if cfg.distill_teacher else None
 
     def loader(self, epoch: int, stage: Stage) -> torch.utils.data.DataLoader:
         probing = stage.name == PROBE
@@ -163,6 +166,9 @@ class Supervised(Task):
                                            focal_gamma=cfg.focal_gamma)
         if is_other.any():
             loss = loss + cfg.outlier_weight * outlier_loss(logits[is_other], cfg.outlier_mode, self.n)
+        if self.teacher is not None:
+            soft = distill_loss(logits, self.teacher.logits(xb), cfg.distill_temperature)
+            loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft
         return loss, len(y)
 
     def evaluate(self) -> dict:
