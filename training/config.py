@@ -102,6 +102,14 @@ class TrainConfig:
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
 
+    # -- semi-supervised (training.semi) ------------------------------------------------------------------------
+    #: Weight of FixMatch's consistency loss on unlabeled crops (0 = off).
+    semi_weight: float = 0.0
+    #: A weak view's top probability must reach this for its label to teach the strong view.
+    semi_threshold: float = 0.95
+    #: Unlabeled crops per labelled image in each batch.
+    semi_ratio: float = 1.0
+
     # -- augmentation ------------------------------------------------------------------------------------------
     crop_scale: tuple[float, float] = (0.35, 1.0)
     crop_ratio: tuple[float, float] = (0.8, 1.25)

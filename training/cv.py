@@ -159,7 +159,7 @@ def run_arm(cfg: TrainConfig, arm: Path, k: int = 5, only: int | None = None, se
     return summarise(arm, draws)
 
 
-def _key_value(text: str) -> tuple[str, Any]:
+def key_value(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with a JSON value (a bare word is a string)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="last.pt", choices=CHECKPOINTS)
     p.add_argument("--data-root", help="HiRISE map-proj-v3 root (overrides the config)")
     p.add_argument("--v1-root", help="HiRISE map-proj v1 root (overrides the config)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=key_value,
                    help="override a config key (JSON value), e.g. --set loader_workers=8")
     p.add_argument("--draws", type=int, default=2000, help="bootstrap draws of the summary")
     p.add_argument("--progress", action="store_true")

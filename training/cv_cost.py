@@ -20,6 +20,7 @@ import onnx
 import torch
 
 from .config import TrainConfig
+from .cv import key_value
 
 BATCH = 32
 
@@ -60,10 +61,12 @@ def onnx_ms_per_image(path: Path, size: int, images: int = 256) -> float:
     return 1000.0 * (time.perf_counter() - t0) / (runs * BATCH)
 
 
-def train_ms_per_image(cfg: TrainConfig, steps: int = 5, teacher_views: int = 0) -> float:
-    """ms per image of training steps (forward, backward, AdamW) at batch 32 on this machine's device;
-    ``teacher_views`` > 0 adds a distillation teacher of the same network seeing that many views."""
+def train_ms_per_image(cfg: TrainConfig, steps: int = 5) -> float:
+    """ms per labelled image of training steps (forward, backward, AdamW) at batch 32 on this machine's device,
+    with the levers that add work per step: a distillation teacher (``distill_teacher`` set: one of the same
+    network, ``distill_views`` views) and unlabeled views (``semi_weight`` > 0: ``semi_ratio`` per image)."""
     from .distill import Teacher, distill_loss
+    from .semi import fixmatch_loss
     from .loop import pick_device
     from .model import build_model
     from .precision import precision_for
@@ -75,8 +78,9 @@ def train_ms_per_image(cfg: TrainConfig, steps: int = 5, teacher_views: int = 0)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     x = torch.randn(BATCH, 3, cfg.input_size, cfg.input_size, device=device)
     y = torch.randint(0, 7, (BATCH,), device=device)
-    teacher = Teacher(build_model(cfg.base_contract().num_classes, cfg.arch), teacher_views, precision,
-                      device) if teacher_views else None
+    teacher = Teacher(build_model(cfg.base_contract().num_classes, cfg.arch), cfg.distill_views, precision,
+                      device) if cfg.distill_teacher else None
+    u = torch.randn(max(1, round(cfg.semi_ratio * BATCH)), 3, cfg.input_size, cfg.input_size, device=device)
     net.train()
     for i in range(steps + 1):  # the first step warms up (allocations, kernel choice) and is not timed
         if i == 1:
@@ -85,6 +89,11 @@ def train_ms_per_image(cfg: TrainConfig, steps: int = 5, teacher_views: int = 0)
         loss = torch.nn.functional.cross_entropy(logits, y)
         if teacher is not None:
             loss = loss + distill_loss(logits, teacher.logits(x), cfg.distill_temperature)
+        if cfg.semi_weight:
+            with torch.no_grad():
+                (weak,) = precision.forward(net, [u], device)
+            (strong,) = precision.forward(net, [u], device)
+            loss = loss + fixmatch_loss(strong, weak, 0.0)[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -115,15 +124,17 @@ def measure(cfg: TrainConfig, sizes: list[int], rounds: int = 3) -> list[dict]:
     return rows
 
 
-def distill_costs(cfg: TrainConfig, views: list[int], rounds: int = 3) -> dict[int, float]:
-    """Training cost with a teacher seeing each number of ``views``, relative to plain training (interleaved
-    rounds, medians): the epochs a distillation arm gets at the plain arm's budget are ``epochs / cost``."""
-    times: dict[int, list[float]] = {v: [] for v in [0, *views]}
+def lever_costs(cfg: TrainConfig, levers: list[dict], rounds: int = 3) -> list[float]:
+    """Training cost per labelled image of ``cfg`` with each set of ``levers`` (config overrides), relative to
+    ``cfg`` alone (interleaved rounds, medians): an arm with that lever gets ``epochs / cost`` epochs at the
+    plain arm's budget."""
+    variants = [cfg] + [TrainConfig.from_dict({**json.loads(cfg.to_json()), **lever}) for lever in levers]
+    times: list[list[float]] = [[] for _ in variants]
     for _ in range(rounds):
-        for v in times:
-            times[v].append(train_ms_per_image(cfg, teacher_views=v))
+        for t, v in zip(times, variants):
+            t.append(train_ms_per_image(v))
     plain = float(np.median(times[0]))
-    return {v: float(np.median(t)) / plain for v, t in times.items() if v}
+    return [float(np.median(t)) / plain for t in times[1:]]
 
 
 def markdown(rows: list[dict], cfg: TrainConfig) -> str:
@@ -145,14 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[96, 128, 160])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", help="write the table (markdown) here and the rows beside it (.json)")
-    p.add_argument("--distill-views", type=int, nargs="+", metavar="VIEWS",
-                   help="instead: the training cost of distilling from a teacher seeing VIEWS views")
+    p.add_argument("--lever", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="instead: the training cost with these config overrides, e.g. "
+                        "distill_teacher=any,distill_views=4 or semi_weight=1 (repeatable)")
     a = p.parse_args(argv)
     cfg = TrainConfig.load(a.config)
-    if a.distill_views:
-        for v, x in distill_costs(cfg, a.distill_views, a.rounds).items():
-            print(f"teacher with {v} views: training costs {x:.2f}x; {round(cfg.epochs / x)} epochs at the budget "
-                  f"of {cfg.epochs}")
+    if a.lever:
+        levers = [dict(key_value(kv) for kv in text.split(",")) for text in a.lever]
+        for text, x in zip(a.lever, lever_costs(cfg, levers, a.rounds)):
+            print(f"{text}: training costs {x:.2f}x per labelled image; {round(cfg.epochs / x)} epochs at the "
+                  f"budget of {cfg.epochs}")
         return 0
     rows = measure(cfg, a.sizes, a.rounds)
     table = markdown(rows, cfg)

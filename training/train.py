@@ -33,6 +33,7 @@ from .metrics import auroc, macro_f1
 from .mixing import mix_batch
 from .model import build_model, class_probs, load_init, output_count, set_backbone_trainable
 from .rundata import RunData
+from .semi import Paired, WithUnlabeled, fixmatch_loss, semi_pool
 
 #: Name of the frozen-backbone stage that precedes fine-tuning when the run starts from ``init`` weights.
 PROBE = "probe"
@@ -136,6 +137,8 @@ class Supervised(Task):
         self.best = -1.0
         self.teacher = Teacher.load(cfg.distill_teacher, output_count(cfg, self.n), cfg.distill_views,
                                     run.precision, run.device) if cfg.distill_teacher else None
+        self.pool = semi_pool(cfg, run.data, np.random.default_rng([cfg.seed, 77])) if cfg.semi_weight else []
+        self.taught = [0, 0]  # unlabeled images that taught / seen, this epoch
 
     def loader(self, epoch: int, stage: Stage) -> torch.utils.data.DataLoader:
         probing = stage.name == PROBE
@@ -146,9 +149,29 @@ class Supervised(Task):
                 if isinstance(m, torch.nn.BatchNorm2d):
                     m.eval()
         plan = epoch_plan(self.run.data, self.cfg, np.random.default_rng([self.cfg.seed, epoch]), self.n)
-        return _loader(self.run.data, self.cfg, self.run.contract, plan, epoch)
+        labelled = _loader(self.run.data, self.cfg, self.run.contract, plan, epoch)
+        if not self.pool or probing:
+            return labelled
+        self.taught = [0, 0]
+        return WithUnlabeled(labelled, self.pool, self.cfg, self.run.contract, epoch)
 
     def loss(self, batch, epoch: int, step: int) -> tuple[torch.Tensor, int]:
+        if isinstance(batch, Paired):
+            loss, n = self._labelled_loss(batch.labelled, epoch, step)
+            return loss + self.cfg.semi_weight * self._unlabeled_loss(batch.weak, batch.strong), n
+        return self._labelled_loss(batch, epoch, step)
+
+    def _unlabeled_loss(self, weak: torch.Tensor, strong: torch.Tensor) -> torch.Tensor:
+        device, precision = self.run.device, self.run.precision
+        with torch.no_grad():
+            (weak_logits,) = precision.forward(self.net, [weak.to(device)], device)
+        (strong_logits,) = precision.forward(self.net, [strong.to(device)], device)
+        loss, mask = fixmatch_loss(strong_logits, weak_logits, self.cfg.semi_threshold)
+        self.taught[0] += int(mask.sum())
+        self.taught[1] += len(mask)
+        return loss
+
+    def _labelled_loss(self, batch, epoch: int, step: int) -> tuple[torch.Tensor, int]:
         cfg = self.cfg
         xb, y, is_other = (t.to(self.run.device) for t in batch)
         known = ~is_other
@@ -175,8 +198,9 @@ class Supervised(Task):
         return validate(self.net, self.run.data, self.n)
 
     def row(self, r: EpochResult) -> dict:
+        semi = {"semi_taught": self.taught[0] / self.taught[1]} if self.taught[1] else {}
         return {"epoch": r.epoch + 1, "probe": r.stage.name == PROBE, "train_loss": r.loss,
-                "elapsed_s": r.elapsed_s, "lr": r.lr, **r.metrics}
+                "elapsed_s": r.elapsed_s, "lr": r.lr, **r.metrics, **semi}
 
     def state(self) -> dict:
         return dict(model=self.net.state_dict(), config=json.loads(self.cfg.to_json()),
