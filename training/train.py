@@ -6,7 +6,9 @@ backbone from :mod:`training.pretrain`, or an earlier run). Known classes learn 
 balance by a weighted sampler, inverse-frequency or class-balanced loss weights, optional focal term and
 mixup/CutMix: :mod:`training.losses`, :mod:`training.mixing`); the train split's "other" pool is pushed towards
 a uniform softmax (outlier exposure) or onto an extra output, so that abstaining on low top probability
-rejects it. Every lever is a config switch; :mod:`training.ablation` compares them. The epoch loop (schedule,
+rejects it. A frozen teacher's averaged views can be distilled beside the labels (:mod:`training.distill`) and
+unlabeled crops can teach through FixMatch (:mod:`training.semi`). Every lever is a config switch;
+:mod:`training.ablation` and :mod:`training.cv` compare them. The epoch loop (schedule,
 time budget, precision, checkpoints) is :mod:`training.loop`'s: every epoch writes ``last.pt`` (``--resume``
 continues from it) and, when validation macro-F1 improves, ``best.pt``; the config, split and history are
 written beside them.
@@ -140,7 +142,7 @@ class Supervised(Task):
         self.pool = semi_pool(cfg, run.data, np.random.default_rng([cfg.seed, 77])) if cfg.semi_weight else []
         self.taught = [0, 0]  # unlabeled images that taught / seen, this epoch
 
-    def loader(self, epoch: int, stage: Stage) -> torch.utils.data.DataLoader:
+    def loader(self, epoch: int, stage: Stage) -> torch.utils.data.DataLoader | WithUnlabeled:
         probing = stage.name == PROBE
         set_backbone_trainable(self.net, not probing)
         self.net.train()
