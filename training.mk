@@ -55,12 +55,15 @@ int8: venv ## int8 of the shipped model (OOD score kept in float32), scored agai
 ARM ?= default
 CONFIG ?= $(TRAIN_CONFIG)
 FOLDS ?= 5
-.PHONY: cv cv-compare cv-tta
+.PHONY: cv cv-compare cv-tta cv-pretrain
 cv: venv ## Grouped 5-fold CV of CONFIG -> runs/cv/ARM (FOLD=i: that fold only; resumable; CV_ARGS=...)
 	$(PY) -m training.cv --config $(CONFIG) --folds $(FOLDS) --out runs/cv/$(ARM) --data-root $(DATA_ROOT) --v1-root $(V1_ROOT) $(if $(FOLD),--fold $(FOLD)) $(CV_ARGS)
 
 cv-compare: venv ## Paired difference of two finished CV arms with its 95 % interval: make cv-compare A=v110 B=input128 (PARTIAL=1: the folds both finished)
 	$(PY) -m training.cv compare runs/cv/$(A) runs/cv/$(B) --out runs/cv/$(B)_vs_$(A).md $(if $(PARTIAL),--finished-only)
+
+cv-pretrain: venv ## Self-supervised pretraining per CV fold, each on its fold's sources only -> runs/cv/ARM/fold*/backbone.pt (PRETRAIN_CONFIG; FOLD=i; resumable)
+	$(PY) -m training.cv_pretrain --config $(PRETRAIN_CONFIG) --folds $(FOLDS) --out runs/cv/$(ARM) --data-root $(DATA_ROOT) --v1-root $(V1_ROOT) $(if $(FOLD),--fold $(FOLD)) $(CV_ARGS)
 
 VIEWS ?= 4
 cv-tta: venv ## Score ARM's finished folds again with VIEWS-view TTA (temperature refitted on each fold's validation) -> runs/cv/ARM_ttaVIEWS, an arm for cv-compare

@@ -274,6 +274,37 @@ def test_a_distilled_arm_learns_from_its_own_folds_teacher(smoke_arms, tmp_path)
                     arm / "fold0", 2, 0)
 
 
+@pytest.mark.slow
+@needs_data
+def test_an_ssl_arm_pretrains_each_fold_on_that_folds_sources_only(tmp_path):
+    """Fold k's backbone is pretrained without fold k's test images, and fold k's fine-tune starts from it."""
+    from paths import RASTERS
+
+    from training.config import TrainConfig
+    from training.cv import run_arm
+    from training.cv_pretrain import pretrain_folds
+
+    common = dict(data_root=str(HIRISE_V3), v1_root=str(HIRISE_V1), ssl_raster_dir=str(RASTERS), ssl_epochs=1,
+                  ssl_batch_size=16, ssl_crops_per_raster=2)
+    cfg = TrainConfig.load(REPO / "training" / "configs" / "cv_smoke.json", **common)
+    ssl = tmp_path / "ssl"
+    assert len(pretrain_folds(cfg, ssl, k=2, pin="", cache_dir=None)) == 2
+    folds = json.loads((ssl / "folds.json").read_text())["sources"]
+    for i in range(2):
+        split = json.loads((ssl / f"fold{i}" / "split.json").read_text())
+        assert set(split["sources"]["test"]) == set(folds[i])
+        report = json.loads((ssl / f"fold{i}" / "pretrain.json").read_text())
+        assert report["pool_hirise"] == sum(sum(split["counts"][s]["images"].values()) for s in ("train", "val"))
+    tuned = TrainConfig.load(REPO / "training" / "configs" / "cv_smoke.json", epochs=1, probe_epochs=1,
+                             init=str(ssl / "fold{fold}" / "backbone.pt"), **common)
+    run_arm(tuned, tmp_path / "tuned", k=2, pin="", cache_dir=None, draws=20)
+    for i in range(2):
+        fold = tmp_path / "tuned" / f"fold{i}"
+        assert json.loads((fold / "config.json").read_text())["init"] == str(ssl / f"fold{i}" / "backbone.pt")
+        assert json.loads((fold / "history.json").read_text())[0]["probe"], "a linear probe of the backbone first"
+    assert json.loads((tmp_path / "tuned" / "folds.json").read_text())["sources"] == folds, "the same folds"
+
+
 @needs_data
 @pytest.mark.parametrize("size", [128, 160])
 def test_an_input_size_arm_exports_and_runs_in_the_plugin(tmp_path, size):
@@ -304,3 +335,12 @@ def test_input_size_arms_differ_from_the_default_recipe_only_in_size_and_budget(
         changed = {k for k in set(base) | set(arm) if base.get(k) != arm.get(k)}
         assert changed == {"input_size", "epochs", "time_budget_min", "out_dir"}, changed
         assert arm["input_size"] == size and arm["epochs"] < base["epochs"]
+
+
+def test_the_ssl_arm_differs_from_the_default_recipe_only_in_its_per_fold_backbone():
+    base = json.loads((REPO / "training" / "configs" / "default.json").read_text())
+    arm = json.loads((REPO / "training" / "configs" / "cv_ssl.json").read_text())
+    assert {k for k in set(base) | set(arm) if base.get(k) != arm.get(k)} == {"init", "out_dir"}
+    assert "{fold}" in arm["init"]
+    pretrain = json.loads((REPO / "training" / "configs" / "pretrain.json").read_text())
+    assert pretrain["ssl_time_budget_min"] == 120, "sized to about 2 h on 2 cores (issue 20)"

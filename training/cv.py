@@ -85,17 +85,29 @@ def prepare_arm(cfg: TrainConfig, arm: Path, k: int, seed: int, pin: str, checkp
 
 
 def fold_config(cfg: TrainConfig, fold_dir: Path, k: int, fold: int) -> TrainConfig:
-    """The arm's config for one fold: its split file, its nominal fractions, its folder, and the distillation
-    teacher of the same fold (``{fold}`` in ``distill_teacher``: a teacher from another fold saw this one's test
-    sources)."""
+    """The arm's config for one fold: its split file, its nominal fractions, its folder, and the fold's own
+    ``init`` backbone and distillation teacher (``{fold}`` in their paths: weights from another fold have seen
+    this one's test sources)."""
     if cfg.distill_teacher and FOLD_FIELD not in cfg.distill_teacher:
         raise ValueError(f"distill_teacher '{cfg.distill_teacher}' is one file for every fold, so it has seen each "
                          f"fold's test sources; name the teacher arm's folds, e.g. runs/cv/v110/fold{FOLD_FIELD}/last.pt")
     v = val_share(cfg)
     fractions = ((1 - 1 / k) * (1 - v), (1 - 1 / k) * v, 1 / k)
     return dataclasses.replace(cfg, split_file=str(fold_dir / "split.json"), split_fractions=fractions,
-                               out_dir=str(fold_dir),
+                               out_dir=str(fold_dir), init=cfg.init.replace(FOLD_FIELD, str(fold)),
                                distill_teacher=cfg.distill_teacher.replace(FOLD_FIELD, str(fold)))
+
+
+def prepare_fold(cfg: TrainConfig, records: list[Record], folds: dict[str, int], fold: int, arm: Path, k: int,
+                 pinned: dict[str, str] | None = None) -> TrainConfig:
+    """The fold's folder and ``split.json`` (written once), and its config."""
+    fold_dir = arm / f"fold{fold}"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    fcfg = fold_config(cfg, fold_dir, k, fold)
+    if not (fold_dir / "split.json").is_file():
+        assignment = fold_assignment(records, folds, fold, val_share(cfg), pinned)
+        write_split(fold_dir / "split.json", assignment, fold_splits(records, assignment), fcfg.split_fractions)
+    return fcfg
 
 
 def run_fold(cfg: TrainConfig, records: list[Record], folds: dict[str, int], fold: int, arm: Path, k: int,
@@ -109,11 +121,7 @@ def run_fold(cfg: TrainConfig, records: list[Record], folds: dict[str, int], fol
     if (fold_dir / PREDICTIONS).is_file():
         print(f"fold {fold}: done, skipped", flush=True)
         return fold_dir
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    fcfg = fold_config(cfg, fold_dir, k, fold)
-    assignment = fold_assignment(records, folds, fold, val_share(cfg), pinned)
-    if not (fold_dir / "split.json").is_file():
-        write_split(fold_dir / "split.json", assignment, fold_splits(records, assignment), fcfg.split_fractions)
+    fcfg = prepare_fold(cfg, records, folds, fold, arm, k, pinned)
     if not (fold_dir / "trained.json").is_file():
         t0 = time.time()
         train(fcfg, fold_dir, resume=(fold_dir / "last.pt").is_file(), cache_dir=cache_dir, progress=progress)
