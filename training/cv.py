@@ -178,21 +178,27 @@ def key_value(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="training/configs/default.json")
-    p.add_argument("--out", required=True, help="the arm's folder, e.g. runs/cv/default")
+def fold_parser(description: str, config: str, out_help: str) -> argparse.ArgumentParser:
+    """The options every per-fold command shares (config, folder, folds, data roots, overrides, progress)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", default=config)
+    p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--fold", type=int, help="run this fold only (0-based)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
     p.add_argument("--pin", default=str(PINNED_SPLIT), help="split file whose test sources are fold 0 ('' = none)")
-    p.add_argument("--checkpoint", default="last.pt", choices=CHECKPOINTS)
     p.add_argument("--data-root", help="HiRISE map-proj-v3 root (overrides the config)")
     p.add_argument("--v1-root", help="HiRISE map-proj v1 root (overrides the config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=key_value,
                    help="override a config key (JSON value), e.g. --set loader_workers=8")
-    p.add_argument("--draws", type=int, default=2000, help="bootstrap draws of the summary")
     p.add_argument("--progress", action="store_true")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = fold_parser(__doc__.splitlines()[0], "training/configs/default.json", "the arm's folder, e.g. runs/cv/default")
+    p.add_argument("--checkpoint", default="last.pt", choices=CHECKPOINTS)
+    p.add_argument("--draws", type=int, default=2000, help="bootstrap draws of the summary")
     return p
 
 

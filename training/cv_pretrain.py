@@ -10,12 +10,11 @@ fills in, so fold k's student starts from fold k's backbone.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from .config import TrainConfig, config_from_args
-from .cv import ArmMismatch, key_value, prepare_arm, prepare_fold
+from .cv import ArmMismatch, fold_parser, prepare_arm, prepare_fold
 from .cv_splits import PINNED_SPLIT, pinned_split
 from .rundata import CACHE_DIR
 
@@ -44,17 +43,8 @@ def pretrain_folds(cfg: TrainConfig, out: Path, k: int = 5, only: int | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="training/configs/pretrain.json")
-    p.add_argument("--out", required=True, help="the pretraining arm's folder, e.g. runs/cv/ssl")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--fold", type=int, help="this fold only (0-based)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
-    p.add_argument("--pin", default=str(PINNED_SPLIT), help="split file whose test sources are fold 0 ('' = none)")
-    p.add_argument("--data-root")
-    p.add_argument("--v1-root")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=key_value)
-    p.add_argument("--progress", action="store_true")
+    p = fold_parser(__doc__.splitlines()[0], "training/configs/pretrain.json",
+                    "the pretraining arm's folder, e.g. runs/cv/ssl")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     cfg = config_from_args(a, split_file="", **dict(a.set))
     try:
