@@ -29,7 +29,6 @@ from .cv_report import PREDICTIONS, compare_arms, summarise, write_predictions
 from .cv_splits import (PINNED_SPLIT, assign_folds, check_folds, fold_assignment, fold_splits, pinned_split,
                         pinned_test_sources, read_folds, write_folds)
 from .dataset import Record, load_all
-from .distill import FOLD_FIELD
 from .rundata import CACHE_DIR
 from .splits import write_split
 
@@ -84,13 +83,18 @@ def prepare_arm(cfg: TrainConfig, arm: Path, k: int, seed: int, pin: str, checkp
     return records, folds
 
 
+#: In an arm's ``init`` and ``distill_teacher``, replaced by the fold number (:func:`fold_config`).
+FOLD_FIELD = "{fold}"
+
+
 def fold_config(cfg: TrainConfig, fold_dir: Path, k: int, fold: int) -> TrainConfig:
     """The arm's config for one fold: its split file, its nominal fractions, its folder, and the fold's own
     ``init`` backbone and distillation teacher (``{fold}`` in their paths: weights from another fold have seen
     this one's test sources)."""
     if cfg.distill_teacher and FOLD_FIELD not in cfg.distill_teacher:
         raise ValueError(f"distill_teacher '{cfg.distill_teacher}' is one file for every fold, so it has seen each "
-                         f"fold's test sources; name the teacher arm's folds, e.g. runs/cv/v110/fold{FOLD_FIELD}/last.pt")
+                         "fold's test sources; name the teacher arm's folds, e.g. "
+                         f"runs/cv/v110/fold{FOLD_FIELD}/last.pt")
     v = val_share(cfg)
     fractions = ((1 - 1 / k) * (1 - v), (1 - 1 / k) * v, 1 / k)
     return dataclasses.replace(cfg, split_file=str(fold_dir / "split.json"), split_fractions=fractions,

@@ -8,8 +8,8 @@ and the student matches the averaged logits' softened distribution (Hinton et al
 "Other" images are distilled too: the teacher's near-uniform output there is outlier exposure in soft form.
 
 In cross-validation each fold's student must learn from the teacher trained on the same fold's sources (a
-teacher that saw the fold's test images would leak them): ``distill_teacher`` may hold ``{fold}``, which
-:func:`training.cv.fold_config` fills in.
+teacher that saw the fold's test images would leak them): ``distill_teacher`` may hold ``{fold}``
+(:data:`training.cv.FOLD_FIELD`), which :func:`training.cv.fold_config` fills in.
 """
 from __future__ import annotations
 
@@ -19,9 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from .inference import TTA_VIEWS
-
-#: The placeholder :func:`training.cv.fold_config` replaces with the fold number.
-FOLD_FIELD = "{fold}"
 
 
 def dihedral_t(x: torch.Tensor, k: int) -> torch.Tensor:
