@@ -88,6 +88,78 @@ def class_renderer(layer, contract):
     return renderer, counts
 
 
+def _add_title(layout, text: str, page_w: float, page_h: float, margin: float) -> None:
+    from qgis.core import QgsLayoutItemLabel, QgsLayoutPoint, QgsLayoutSize
+    from qgis.PyQt.QtGui import QFont
+
+    label = QgsLayoutItemLabel(layout)
+    label.setText(text)
+    font = QFont()
+    font.setPointSizeF(page_h * TITLE_H * 0.45 * _PT_PER_MM)
+    label.setFont(font)
+    label.attemptMove(QgsLayoutPoint(margin, margin * 0.5))
+    label.attemptResize(QgsLayoutSize(page_w - 2 * margin, page_h * TITLE_H))
+    layout.addLayoutItem(label)
+
+
+def _add_map(layout, raster, cells, map_w: float, map_h: float, top: float, margin: float):
+    """The map frame: the cells over the raster, the raster's whole extent at the frame's aspect."""
+    from qgis.core import QgsLayoutItemMap, QgsLayoutPoint, QgsLayoutSize
+    from qgis.PyQt.QtGui import QColor
+
+    item = QgsLayoutItemMap(layout)
+    item.attemptMove(QgsLayoutPoint(margin, top))
+    item.attemptResize(QgsLayoutSize(map_w, map_h))
+    item.setCrs(raster.crs())
+    item.setLayers([cells, raster])
+    item.setKeepLayerSet(True)
+    item.setBackgroundColor(QColor("white"))
+    item.setExtent(_with_aspect(raster.extent(), map_w / map_h))
+    item.setFrameEnabled(True)
+    layout.addLayoutItem(item)
+    return item
+
+
+def _add_legend(layout, cells, map_item, legend_w: float, left: float, top: float):
+    """The class legend of ``cells``; returns the layer tree, which the legend model holds by pointer only."""
+    from qgis.core import QgsLayerTree, QgsLayoutItemLegend, QgsLayoutPoint, QgsLegendStyle
+    from qgis.PyQt.QtGui import QFont
+
+    legend = QgsLayoutItemLegend(layout)
+    legend.setTitle("Terrain classes (cells)")
+    for style, share in ((QgsLegendStyle.Title, 0.07), (QgsLegendStyle.SymbolLabel, 0.06)):
+        legend_font = QFont()
+        legend_font.setPointSizeF(legend_w * share * _PT_PER_MM)
+        legend.setStyleFont(style, legend_font)
+    legend.setSymbolWidth(legend_w * 0.14)
+    legend.setSymbolHeight(legend_w * 0.08)
+    legend.setLinkedMap(map_item)
+    legend.setAutoUpdateModel(False)
+    root = QgsLayerTree()
+    node = root.addLayer(cells)
+    node.setName("")  # the layer title adds nothing under the legend title
+    legend.model().setRootGroup(root)
+    legend.attemptMove(QgsLayoutPoint(left, top))
+    layout.addLayoutItem(legend)
+    legend.adjustBoxSize()
+    return root
+
+
+def _save_png(layout, png_path: Path, width: int, height: int, indexed: bool) -> None:
+    from qgis.core import QgsLayoutExporter
+    from qgis.PyQt.QtCore import QSize, Qt
+    from qgis.PyQt.QtGui import QImage
+
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    # renderPageToImage + QImage.save rather than exportToImage: the latter georeferences the PNG through GDAL,
+    # whose PNG driver cannot update a file (a spurious "ERROR 6" on every run).
+    image = QgsLayoutExporter(layout).renderPageToImage(0, QSize(width, height), DPI)
+    if indexed and not image.isNull():
+        image = image.convertToFormat(QImage.Format_Indexed8, Qt.DiffuseDither | Qt.PreferDither)
+    if image.isNull() or not image.save(str(png_path), "PNG"):
+        raise RuntimeError(f"QGIS could not render or save the map to '{png_path}'")
+
+
 def render(raster_path: str | Path, grid_path: str | Path, png_path: str | Path, model_path: str | Path,
            width: int = 1400, height: int = 1000, title: str | None = None, indexed: bool = False) -> Path:
     """Write ``png_path`` (``width`` x ``height`` px): the raster, the grid cells coloured by class, a legend.
@@ -95,11 +167,7 @@ def render(raster_path: str | Path, grid_path: str | Path, png_path: str | Path,
     ``indexed``: save with a 256-colour palette (a third of the size; for pictures in the docs).
     """
     _ensure_qgis()
-    from qgis.core import (QgsLayerTree, QgsLayoutExporter, QgsLegendStyle, QgsLayoutItemLabel, QgsLayoutItemLegend,
-                           QgsLayoutItemMap, QgsLayoutPoint, QgsLayoutSize, QgsPrintLayout, QgsProject,
-                           QgsRasterLayer, QgsUnitTypes)
-    from qgis.PyQt.QtCore import QSize, Qt
-    from qgis.PyQt.QtGui import QColor, QFont, QImage
+    from qgis.core import QgsLayoutSize, QgsPrintLayout, QgsProject, QgsRasterLayer, QgsUnitTypes
 
     from planet_terrain_plugin.core.contract import read_contract
     from planet_terrain_plugin.qgis_io.export import load_export
@@ -121,58 +189,14 @@ def render(raster_path: str | Path, grid_path: str | Path, png_path: str | Path,
     page_w, page_h = width / DPI * 25.4, height / DPI * 25.4
     layout.pageCollection().page(0).setPageSize(QgsLayoutSize(page_w, page_h, QgsUnitTypes.LayoutMillimeters))
     margin = MARGIN * page_w
-
-    label = QgsLayoutItemLabel(layout)
-    label.setText(title or f"{raster_path.stem}: {sum(counts.values())} cells, {contract.model_name} "
-                           f"{contract.model_version}")
-    font = QFont()
-    font.setPointSizeF(page_h * TITLE_H * 0.45 * _PT_PER_MM)
-    label.setFont(font)
-    label.attemptMove(QgsLayoutPoint(margin, margin * 0.5))
-    label.attemptResize(QgsLayoutSize(page_w - 2 * margin, page_h * TITLE_H))
-    layout.addLayoutItem(label)
-
+    _add_title(layout, title or f"{raster_path.stem}: {sum(counts.values())} cells, {contract.model_name} "
+                                f"{contract.model_version}", page_w, page_h, margin)
     map_w = page_w * (1 - LEGEND_W) - 2 * margin
-    map_h = page_h * (1 - TITLE_H) - 2 * margin
-    item = QgsLayoutItemMap(layout)
-    item.attemptMove(QgsLayoutPoint(margin, page_h * TITLE_H + margin))
-    item.attemptResize(QgsLayoutSize(map_w, map_h))
-    item.setCrs(raster.crs())
-    item.setLayers([cells, raster])
-    item.setKeepLayerSet(True)
-    item.setBackgroundColor(QColor("white"))
-    item.setExtent(_with_aspect(raster.extent(), map_w / map_h))
-    item.setFrameEnabled(True)
-    layout.addLayoutItem(item)
-
-    legend_w = page_w * LEGEND_W - margin
-    legend = QgsLayoutItemLegend(layout)
-    legend.setTitle("Terrain classes (cells)")
-    for style, share in ((QgsLegendStyle.Title, 0.07), (QgsLegendStyle.SymbolLabel, 0.06)):
-        legend_font = QFont()
-        legend_font.setPointSizeF(legend_w * share * _PT_PER_MM)
-        legend.setStyleFont(style, legend_font)
-    legend.setSymbolWidth(legend_w * 0.14)
-    legend.setSymbolHeight(legend_w * 0.08)
-    legend.setLinkedMap(item)
-    legend.setAutoUpdateModel(False)
-    root = QgsLayerTree()
-    node = root.addLayer(cells)
-    node.setName("")  # the layer title adds nothing under the legend title
-    legend.model().setRootGroup(root)
-    legend.attemptMove(QgsLayoutPoint(margin * 2 + map_w, page_h * TITLE_H + margin))
-    layout.addLayoutItem(legend)
-    legend.adjustBoxSize()
+    top = page_h * TITLE_H + margin
+    map_item = _add_map(layout, raster, cells, map_w, page_h * (1 - TITLE_H) - 2 * margin, top, margin)
+    root = _add_legend(layout, cells, map_item, page_w * LEGEND_W - margin, margin * 2 + map_w, top)
     render._keep = (project, root)  # noqa: SLF001 -- the legend model holds root by pointer only
-
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    # renderPageToImage + QImage.save rather than exportToImage: the latter georeferences the PNG through GDAL,
-    # whose PNG driver cannot update a file (a spurious "ERROR 6" on every run).
-    image = QgsLayoutExporter(layout).renderPageToImage(0, QSize(width, height), DPI)
-    if indexed and not image.isNull():
-        image = image.convertToFormat(QImage.Format_Indexed8, Qt.DiffuseDither | Qt.PreferDither)
-    if image.isNull() or not image.save(str(png_path), "PNG"):
-        raise RuntimeError(f"QGIS could not render or save the map to '{png_path}'")
+    _save_png(layout, png_path, width, height, indexed)
     return png_path
 
 

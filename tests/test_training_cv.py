@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from paths import HIRISE_V1, HIRISE_V3
 
+from training.config import TrainConfig
 from training.cv_splits import (PINNED_SPLIT, assign_folds, check_folds, fold_assignment, fold_counts,
                                 fold_splits, pinned_split, pinned_test_sources)
 from training.dataset import Record, load_all
@@ -335,6 +336,20 @@ def test_input_size_arms_differ_from_the_default_recipe_only_in_size_and_budget(
         changed = {k for k in set(base) | set(arm) if base.get(k) != arm.get(k)}
         assert changed == {"input_size", "epochs", "time_budget_min", "out_dir"}, changed
         assert arm["input_size"] == size and arm["epochs"] < base["epochs"]
+
+
+def test_lever_arms_differ_from_the_default_recipe_only_in_their_lever_and_its_equal_budget():
+    """The epochs are the default's 200 over the lever's measured cost (docs/cv.md), not a wall-clock budget."""
+    base = json.loads((REPO / "training" / "configs" / "default.json").read_text())
+    levers = {"cv_distill.json": ({"distill_teacher", "distill_views"}, 127),
+              "cv_semi.json": ({"semi_weight"}, 89)}
+    for name, (keys, epochs) in levers.items():
+        arm = json.loads((REPO / "training" / "configs" / name).read_text())
+        changed = {k for k in set(base) | set(arm) if base.get(k) != arm.get(k)}
+        assert changed == keys | {"epochs", "time_budget_min", "out_dir"}, (name, changed)
+        assert arm["epochs"] == epochs and arm["time_budget_min"] == 0
+        TrainConfig.from_dict(arm)  # refuses a key the config does not know
+    assert "{fold}" in json.loads((REPO / "training" / "configs" / "cv_distill.json").read_text())["distill_teacher"]
 
 
 def test_the_ssl_arm_differs_from_the_default_recipe_only_in_its_per_fold_backbone():
