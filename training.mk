@@ -62,6 +62,9 @@ cv: venv ## Grouped 5-fold CV of CONFIG -> runs/cv/ARM (FOLD=i: that fold only; 
 cv-compare: venv ## Paired difference of two finished CV arms with its 95 % interval: make cv-compare A=v110 B=input128 (PARTIAL=1: the folds both finished)
 	$(PY) -m training.cv compare runs/cv/$(A) runs/cv/$(B) --out runs/cv/$(B)_vs_$(A).md $(if $(PARTIAL),--finished-only)
 
+cv-summary: venv ## Summary of ARM's folds -> runs/cv/ARM/summary.md (PARTIAL=1: the folds finished so far -> summary_partial.md)
+	$(PY) -m training.cv summary runs/cv/$(ARM) $(if $(PARTIAL),--finished-only)
+
 cv-pretrain: venv ## Self-supervised pretraining per CV fold, each on its fold's sources only -> runs/cv/ARM/fold*/backbone.pt (PRETRAIN_CONFIG; FOLD=i; resumable)
 	$(PY) -m training.cv_pretrain --config $(PRETRAIN_CONFIG) --folds $(FOLDS) --out runs/cv/$(ARM) --data-root $(DATA_ROOT) --v1-root $(V1_ROOT) $(if $(FOLD),--fold $(FOLD)) $(CV_ARGS)
 

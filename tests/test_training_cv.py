@@ -92,6 +92,36 @@ def test_compare_refuses_an_unfinished_arm(tmp_path):
         compare_arms(tmp_path / "a", tmp_path / "b")
 
 
+def test_a_running_arm_is_summarised_on_its_finished_folds_only(tmp_path, capsys):
+    """Real predictions files of two of three folds: the full summary refuses, the partial one pools those two,
+    names them, and leaves summary.md unwritten (an arm is chosen on all its folds)."""
+    from training.cv import main
+    from training.cv_report import PREDICTIONS, read_predictions, summarise, write_predictions
+
+    recs = _records(12)
+    sources = [[f"SRC{s:02d}" for s in range(i, 12, 3)] for i in range(3)]
+    (tmp_path / "folds.json").write_text(json.dumps({"sources": sources}))
+    rng = np.random.default_rng(0)
+    for i in (0, 2):
+        mine = [r for r in recs if r.source_id in sources[i]]
+        (tmp_path / f"fold{i}").mkdir()
+        write_predictions(tmp_path / f"fold{i}" / PREDICTIONS, mine, rng.dirichlet(np.ones(7), len(mine)))
+    with pytest.raises(FileNotFoundError, match="unfinished fold.s. fold1"):
+        summarise(tmp_path, draws=20)
+    assert main(["summary", str(tmp_path), "--draws", "20"]) == 2
+    assert "fold1" in capsys.readouterr().err
+    assert main(["summary", str(tmp_path), "--draws", "20", "--finished-only"]) == 0
+    result = json.loads((tmp_path / "summary_partial.json").read_text())
+    assert result["partial"] == ["fold0", "fold2"] and [r["run"] for r in result["folds"]] == ["fold0", "fold2"]
+    pooled = sum(len(read_predictions(tmp_path / f"fold{i}" / PREDICTIONS).labels) for i in (0, 2))
+    assert sum(c["images"] for c in result["per_class"].values()) == sum(
+        1 for r in recs if r.label != 0 and any(r.source_id in sources[i] for i in (0, 2)))
+    assert pooled == sum(1 for r in recs if r.source_id not in sources[1])
+    assert set(result["per_class_by_fold"]) == {"fold0", "fold2"}
+    assert "Partial: only fold0, fold2" in capsys.readouterr().out
+    assert not (tmp_path / "summary.md").exists()
+
+
 @pytest.fixture(scope="module")
 def real():
     recs = load_all(HIRISE_V3, HIRISE_V1, True)

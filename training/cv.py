@@ -1,18 +1,21 @@
 """Grouped k-fold cross-validation of one training config (an arm), and paired comparison of two arms.
 
     python -m training.cv --config training/configs/default.json --folds 5 [--fold i] --out runs/cv/ARM
-    python -m training.cv compare runs/cv/A runs/cv/B
+    python -m training.cv compare runs/cv/A runs/cv/B [--finished-only]
+    python -m training.cv summary runs/cv/A [--finished-only]
 
 Why: an arm chosen on the test split it is then scored on looks better than it is. Here every source image is
 a test image exactly once (:mod:`training.cv_splits`: folds by source image across v3 and v1, stratified, fold 0
 the shipped test split), each fold trains one model through the single training loop (:func:`training.train.
-train`), takes its checkpoint (``best.pt``: early stopping) and its calibration from a validation split carved
-from its own training sources, and is scored on its fold only. Choices are made on the pooled figures and their paired differences, with 95 % intervals over
-source images (:mod:`training.cv_report`).
+train`), takes its checkpoint (``last.pt`` as the shipped path exports, or ``best.pt``: early stopping) and its
+calibration from a validation split carved from its own training sources, and is scored on its fold only.
+Choices are made on the pooled figures and their paired differences, with 95 % intervals over source images
+(:mod:`training.cv_report`).
 
 Resumable: a fold with ``predictions.csv`` is done and skipped; a fold with ``last.pt`` continues training from
 it. The arm folder records its folds and its config (``folds.json``, ``arm.json``) and refuses another. ``--fold
-i`` runs one fold (machines can share the folds of an arm); the summary is written once every fold is done.
+i`` runs one fold (machines can share the folds of an arm); the summary is written once every fold is done
+(``summary --finished-only``: the folds done so far, for a look at a running arm).
 """
 from __future__ import annotations
 
@@ -224,12 +227,27 @@ def compare_main(argv: list[str]) -> int:
     return 0
 
 
+def summary_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.cv summary",
+                                description="Summary of an arm's folds, written beside them (summary.md)")
+    p.add_argument("arm", help="the arm's folder, e.g. runs/cv/v110")
+    p.add_argument("--draws", type=int, default=2000)
+    p.add_argument("--finished-only", action="store_true",
+                   help="the folds finished so far, as summary_partial.md (a look at a running arm)")
+    a = p.parse_args(argv)
+    summarise(Path(a.arm), a.draws, a.finished_only)
+    print((Path(a.arm) / ("summary_partial.md" if a.finished_only else "summary.md")).read_text())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit status 0 when done, 2 with one line naming the problem (another arm's folder, an unfinished arm)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["compare"]:
             return compare_main(argv[1:])
+        if argv[:1] == ["summary"]:
+            return summary_main(argv[1:])
         a = build_parser().parse_args(argv)
         cfg = config_from_args(a, **dict(a.set))
         result = run_arm(cfg, Path(a.out), a.folds, a.fold, a.seed, a.pin, a.checkpoint, draws=a.draws,

@@ -88,6 +88,11 @@ def fold_dirs(arm: Path) -> list[Path]:
     return [arm / f"fold{i}" for i in range(k)]
 
 
+def finished_folds(arm: Path) -> list[Path]:
+    """The fold folders that have written their predictions, in fold order."""
+    return [f for f in fold_dirs(arm) if (f / PREDICTIONS).is_file()]
+
+
 def arm_predictions(arm: Path) -> list[CVPredictions]:
     """Every fold's predictions; refuses an arm with unfinished folds (naming them and the command to finish)."""
     folds = fold_dirs(arm)
@@ -115,21 +120,31 @@ def per_class_table(pred: CVPredictions) -> dict[str, dict]:
     return out
 
 
-def summarise(arm: Path, draws: int = 2000) -> dict:
-    """``summary.json`` and ``summary.md`` of a finished arm: per fold, mean of folds, pooled (all, v3-, v1-style)."""
-    parts = arm_predictions(arm)
+def summarise(arm: Path, draws: int = 2000, finished_only: bool = False) -> dict:
+    """``summary.json`` and ``summary.md`` of a finished arm: per fold, mean of folds, pooled (all, v3-, v1-style).
+
+    ``finished_only``: the folds finished so far, written as ``summary_partial.*`` and saying which folds it
+    pools, for watching a long arm; an arm is compared and chosen on its full summary only."""
+    folds = finished_folds(arm) if finished_only else fold_dirs(arm)
+    if finished_only and not folds:
+        raise FileNotFoundError(f"cross-validation '{arm}' has no finished fold yet")
+    parts = [read_predictions(f / PREDICTIONS) for f in folds] if finished_only else arm_predictions(arm)
     pooled = CVPredictions.pooled(parts)
-    per_fold = [_scored(f"fold{i}", p, draws) for i, p in enumerate(parts)]
+    per_fold = [_scored(f.name, p, draws) for f, p in zip(folds, parts)]
     mean = {k: float(np.nanmean([r[k] for r in per_fold])) for _, k in CV_FIGURES}
     result = {"arm": arm.name, "draws": draws, "folds": per_fold, "mean_of_folds": mean,
-              "pooled": {"all": _scored("pooled", pooled, draws)}, "per_class": per_class_table(pooled)}
+              "pooled": {"all": _scored("pooled", pooled, draws)}, "per_class": per_class_table(pooled),
+              "per_class_by_fold": {f.name: per_class_table(p) for f, p in zip(folds, parts)}}
+    if finished_only and len(folds) < len(fold_dirs(arm)):
+        result["partial"] = [f.name for f in folds]
     for version in ("v3", "v1"):
         mask = pooled.versions == version
         if mask.any():
             result["pooled"][f"{version}_crops"] = _scored(f"pooled, {version}-style crops", pooled.where(mask),
                                                            draws)
-    (arm / "summary.json").write_text(json.dumps(finite_json(result), indent=1) + "\n")
-    (arm / "summary.md").write_text(markdown(result))
+    stem = "summary_partial" if finished_only else "summary"
+    (arm / f"{stem}.json").write_text(json.dumps(finite_json(result), indent=1) + "\n")
+    (arm / f"{stem}.md").write_text(markdown(result))
     return result
 
 
@@ -147,7 +162,9 @@ def markdown(result: dict) -> str:
     for name, c in result["per_class"].items():
         classes.append(f"| {name} | {c['recall']:.3f} | {c['precision']:.3f} | {c['f1']:.3f} | {c['images']} | "
                        f"{c['sources']} |")
-    return (f"# Cross-validation of `{result['arm']}`\n\n" + "\n".join(lines)
+    partial = (f"Partial: only {', '.join(result['partial'])} (the folds finished so far); an arm is chosen on "
+               "all of its folds.\n\n" if result.get("partial") else "")
+    return (f"# Cross-validation of `{result['arm']}`\n\n" + partial + "\n".join(lines)
             + f"\n\n95 % intervals: {result['draws']} draws of the source images with replacement (per fold: its "
             "own test sources; pooled: all of them).\n\nPooled, per class (known images):\n\n"
             + "\n".join(classes) + "\n")
