@@ -15,7 +15,7 @@ QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 export QT_QPA_PLATFORM ?= offscreen
 
 .DEFAULT_GOAL := help
-.PHONY: help sysdeps venv test demo deploy package bench fewshot clean gallery
+.PHONY: help sysdeps venv test demo deploy package bench bench-input-sizes fewshot clean gallery
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,10 @@ gallery: venv ## Training gallery for "why this label" (thumbnails + embeddings 
 
 bench: venv ## Performance table: pipeline vs bare onnxruntime, baselines, memory at 1k-100k cells (build/bench)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+bench-input-sizes: venv ## The input-size arms' cost: random-weight 96/128/160 px exports, ms/image and cells/s through classify_grid (build/bench)
+	$(PY) -m training.cv_cost --keep build/bench/input_sizes --out build/bench/input_sizes_cost.md
+	GDAL_PAM_ENABLED=NO $(PY) -m benchmarks.input_sizes build/bench/input_sizes
 
 fewshot: venv ## Few-shot heads vs the shipped head: HiRISE k = 1-20 and the Apollo crater/plain case (build/fewshot)
 	GDAL_PAM_ENABLED=NO $(PY) -m benchmarks.fewshot

@@ -359,6 +359,31 @@ def test_an_input_size_arm_exports_and_runs_in_the_plugin(tmp_path, size):
         assert onnx_ms_per_image(path, size, images=32) > 0
 
 
+@pytest.mark.slow
+@needs_data
+def test_input_size_exports_run_through_the_plugins_grid_for_the_cells_per_second(tmp_path):
+    """``benchmarks.input_sizes`` runs the kept exports through the real classify_grid (a fresh QGIS in a
+    child process, as ``make`` runs it) and reports each file's size, precision and classified cells."""
+    import subprocess
+    import sys
+
+    from training.config import TrainConfig
+    from training.cv_cost import export_random
+
+    config = TrainConfig.load(REPO / "training" / "configs" / "cv_input128.json", arch="resnet18",
+                              data_root=str(HIRISE_V3), v1_root=str(HIRISE_V1))
+    (tmp_path / "models").mkdir()
+    export_random(config, tmp_path / "models")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.input_sizes", str(tmp_path / "models"), "--rounds", "1",
+                           "--work", str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "work" / "input_sizes.json").read_text())
+    assert sorted((r["variant"], r["input_size"]) for r in rows) == [("fp32", 128), ("int8", 128)]
+    assert all(r["cells"] > 1000 and r["cells_per_s"] > 0 for r in rows), rows
+    assert "Plugin grid pipeline per input size" in proc.stdout
+
+
 def test_input_size_arms_differ_from_the_default_recipe_only_in_size_and_budget():
     base = json.loads((REPO / "training" / "configs" / "default.json").read_text())
     for size in (128, 160):

@@ -102,13 +102,16 @@ def train_ms_per_image(cfg: TrainConfig, steps: int = 5) -> float:
     return 1000.0 * (time.perf_counter() - t0) / (steps * BATCH)
 
 
-def measure(cfg: TrainConfig, sizes: list[int], rounds: int = 3) -> list[dict]:
+def measure(cfg: TrainConfig, sizes: list[int], rounds: int = 3, keep: Path | None = None) -> list[dict]:
     """One row per input size: the median over ``rounds`` rounds, each round timing every size in turn (so a
-    busy spell of a shared machine falls on all sizes alike); ratios relative to the first size."""
+    busy spell of a shared machine falls on all sizes alike); ratios relative to the first size. ``keep``: the
+    folder the exports stay in (for ``benchmarks.input_sizes``), else a temporary one."""
     sized = {s: TrainConfig.from_dict({**json.loads(cfg.to_json()), "input_size": s}) for s in sizes}
     times: dict[int, dict[str, list[float]]] = {s: {} for s in sizes}
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        files = {s: export_random(sized[s], Path(tmp)) for s in sizes}
+        files = {s: export_random(sized[s], keep or Path(tmp)) for s in sizes}
         for r in range(rounds):
             for s in sizes:
                 got = {f"onnx_{v}": onnx_ms_per_image(p, s) for v, p in files[s].items()}
@@ -156,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[96, 128, 160])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", help="write the table (markdown) here and the rows beside it (.json)")
+    p.add_argument("--keep", type=Path, help="keep the random-weight exports in this folder (the files "
+                   "`python -m benchmarks.input_sizes` runs through the plugin's grid)")
     p.add_argument("--lever", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                    help="instead: the training cost with these config overrides, e.g. "
                         "distill_teacher=any,distill_views=4 or semi_weight=1 (repeatable)")
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{text}: training costs {x:.2f}x per labelled image; {round(cfg.epochs / x)} epochs at the "
                   f"budget of {cfg.epochs}")
         return 0
-    rows = measure(cfg, a.sizes, a.rounds)
+    rows = measure(cfg, a.sizes, a.rounds, a.keep)
     table = markdown(rows, cfg)
     print(table)
     if a.out:
