@@ -177,8 +177,8 @@ def compare_arms(reference: Path, other: Path, draws: int = 2000,
     ``finished_only``: pool only the folds both arms have finished (named in the table), for a look at a
     lever before every fold is trained; the figure an arm is chosen on stays the comparison of all folds."""
     if finished_only:
-        both = [(fa, fb) for fa, fb in zip(fold_dirs(reference), fold_dirs(other))
-                if (fa / PREDICTIONS).is_file() and (fb / PREDICTIONS).is_file()]
+        done = {f.name for f in finished_folds(other)}
+        both = [(fa, other / fa.name) for fa in finished_folds(reference) if fa.name in done]
         if not both:
             raise FileNotFoundError(f"'{reference}' and '{other}' have no finished fold in common")
         a, b = (CVPredictions.pooled([read_predictions(f[i] / PREDICTIONS) for f in both]) for i in (0, 1))
