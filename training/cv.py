@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig, config_from_args
-from .cv_report import PREDICTIONS, compare_arms, summarise, write_predictions
+from .cv_report import PREDICTIONS, compare_arms, markdown, summarise, write_predictions
 from .cv_splits import (PINNED_SPLIT, assign_folds, check_folds, fold_assignment, fold_splits, pinned_split,
                         pinned_test_sources, read_folds, write_folds)
 from .dataset import Record, load_all
@@ -235,8 +235,7 @@ def summary_main(argv: list[str]) -> int:
     p.add_argument("--finished-only", action="store_true",
                    help="the folds finished so far, as summary_partial.md (a look at a running arm)")
     a = p.parse_args(argv)
-    summarise(Path(a.arm), a.draws, a.finished_only)
-    print((Path(a.arm) / ("summary_partial.md" if a.finished_only else "summary.md")).read_text())
+    print(markdown(summarise(Path(a.arm), a.draws, a.finished_only)))
     return 0
 
 
@@ -256,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training.cv: {exc}", file=sys.stderr)
         return 2
     if result is not None:
-        print((Path(a.out) / "summary.md").read_text())
+        print(markdown(result))
     return 0
 
 
