@@ -3,9 +3,9 @@ problem and what to do, and no partial output is left behind.
 
 Every test runs the user-facing path (``processing.run`` of the plugin's algorithms, or the map tool's
 controller and its QgsTask) in the test session's real QGIS, on real files: shared rasters, small GeoTIFFs
-written here with GDAL in a planetary CRS (the Apollo 15 raster's WKT). This file holds the layers, extents, grids
-and pixel values, and the helpers the other bad-input files share; broken model files are in
-test_bad_model_files.py, outputs, Cancel and the provider fallback in test_bad_input_output.py. Rows already
+written here with GDAL in a planetary CRS (the Apollo 15 raster's WKT). This file holds the layers, extents and
+grids, and the helpers the other bad-input files share; pixel values are in test_bad_input_pixels.py, broken model
+files in test_bad_model_files.py, outputs, Cancel and the provider fallback in test_bad_input_output.py. Rows already
 proven elsewhere are listed in docs/bad_input.md with their test names instead of being repeated here.
 """
 from __future__ import annotations
@@ -22,7 +22,6 @@ from qgis.core import (Qgis, QgsApplication, QgsProcessingException, QgsProcessi
                        QgsRasterLayer, QgsRectangle, QgsVectorLayer)
 
 from conftest import APOLLO, VESTA_DAWN, raster_path, wait_until
-from model_factory import tiny_contract
 from planet_terrain_plugin.core import grid as core_grid
 from planet_terrain_plugin.gui.controller import ClassifyController
 from planet_terrain_plugin.processing.provider import PROVIDER_ID
@@ -344,82 +343,3 @@ def test_grid_cells_below_the_minimum_size_are_refused(tiny_model, tmp_path):
             GRID_ALG, INPUT=str(raster_path(VESTA_DAWN)), MODEL=str(tiny_model), CELL_SIZE=2, CELL_UNIT=1,
             OUTPUT=str(out))
     assert not out.exists()
-
-
-# -- pixel values -----------------------------------------------------------------------------------------------
-def _extreme(kind: str) -> tuple[list[np.ndarray], int, float | None]:
-    rng = np.random.default_rng(7)
-    t = texture(seed=5)
-    if kind == "uint16 0 and 65535":
-        a = (t * 65535).astype(np.uint16)
-        a[::7, ::5] = 0
-        a[::9, ::4] = 65535
-        return [a], gdal.GDT_UInt16, None
-    if kind == "int16 extremes with nodata -32768":
-        a = (t * 60000 - 30000).astype(np.int16)
-        a[:10] = -32768
-        a[::11, ::3] = 32767
-        return [a], gdal.GDT_Int16, -32768.0
-    if kind == "float32 ±3.4e38, NaN and ±Inf":
-        a = t.astype(np.float32)
-        a[rng.random(a.shape) < 0.1] = np.nan
-        a[rng.random(a.shape) < 0.05] = np.inf
-        a[rng.random(a.shape) < 0.05] = -np.inf
-        a[0, :] = np.finfo(np.float32).max
-        a[1, :] = -np.finfo(np.float32).max
-        return [a], gdal.GDT_Float32, None
-    if kind == "float64 ±1e308 and tiny values":
-        a = t * 1e-300
-        a[::5, ::5] = 1e308
-        a[::6, ::7] = -1e308
-        return [a], gdal.GDT_Float64, None
-    if kind == "float32 declared nodata -3.4e38":
-        a = t.astype(np.float32)
-        a[:20] = -3.4028234663852886e38
-        return [a], gdal.GDT_Float32, -3.4028234663852886e38
-    raise ValueError(kind)
-
-
-@pytest.mark.parametrize("kind", [
-    "uint16 0 and 65535", "int16 extremes with nodata -32768", "float32 ±3.4e38, NaN and ±Inf",
-    "float64 ±1e308 and tiny values",
-    "float32 declared nodata -3.4e38"])
-def test_extreme_values_give_finite_probabilities(tiny_model, tmp_path, kind):
-    bands, gdal_type, nodata = _extreme(kind)
-    path = write_tif(tmp_path / "extreme.tif", bands, gdal_type, (145.0, 0.005, 0, -20.0, 0, -0.005), moon_wkt(),
-                     nodata)
-    res = run(INPUT=str(path), MODEL=str(tiny_model))
-    (feat,) = list(res["OUTPUT"].getFeatures())
-    probs = [feat[name] for name in feat.fields().names() if name.startswith("p_")]
-    assert len(probs) == 7 and all(math.isfinite(p) and 0 <= p <= 1 for p in probs)
-    assert math.isfinite(feat["confidence"]) and abs(sum(probs) - 1) < 1e-4
-    assert feat["label"] == res["LABEL"]
-    # The model saw an image, not garbage: no NaN arose on the way (a silent NaN -> uint8 cast gives zeros).
-    from planet_terrain_plugin.core.preprocess import stretched_gray
-    from planet_terrain_plugin.qgis_io.raster_read import read_extent
-
-    layer = QgsRasterLayer(str(path), "extreme")
-    block = read_extent(raster_source(layer), layer.extent(), 32)
-    with np.errstate(invalid="raise"):
-        gray, fraction = stretched_gray(block.data, tiny_contract(), block.nodata_mask)
-    assert 0 < fraction <= 1 and gray.min() < 64 and gray.max() > 192
-    assert_qgis_alive()
-
-
-def test_rgba_raster_uses_the_alpha_band_as_a_mask(tiny_model, tmp_path):
-    t = (texture(seed=9) * 200 + 20).astype(np.uint8)
-    alpha = np.full(t.shape, 255, np.uint8)
-    alpha[:, :40] = 0  # 62% transparent
-    path = write_tif(tmp_path / "rgba.tif", [t, t[::-1], t[:, ::-1], alpha], gdal.GDT_Byte,
-                     (145.0, 0.005, 0, -20.0, 0, -0.005), moon_wkt(), options=("PHOTOMETRIC=RGB", "ALPHA=YES"))
-    layer = QgsRasterLayer(str(path), "rgba")
-    source = raster_source(layer)
-    assert [b.number for b in source.image_bands] == [1, 2, 3] and source.alpha_band.number == 4
-    feedback = Recorder()
-    res = run(feedback=feedback, INPUT=str(path), MODEL=str(tiny_model))
-    assert res["OUTPUT"].featureCount() == 0
-    assert any("only 38% of the pixels are valid data" in e for e in feedback.errors)
-    visible = pixel_rect(layer, 40, 0, 24, 64)
-    (feat,) = list(run(INPUT=str(path), MODEL=str(tiny_model), EXTENT=extent_str(visible))["OUTPUT"].getFeatures())
-    assert 0 < feat["confidence"] <= 1
-
