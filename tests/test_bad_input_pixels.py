@@ -20,8 +20,8 @@ from conftest import MARS_EQUI, raster_path
 from model_factory import tiny_contract
 from planet_terrain_plugin.qgis_io.raster_read import raster_source
 from test_bad_input import Recorder, assert_qgis_alive, extent_str, moon_wkt, run, texture, write_tif
-from test_qgis_raster_read import pixel_rect
 from test_bad_input_cli import dune, shipped_model, shuffled_palette, write_paletted_tif  # noqa: F401 -- a fixture
+from test_qgis_raster_read import pixel_rect
 
 GEOTRANSFORM_M = (0.0, 0.5, 0.0, 0.0, 0.0, -0.5)  # 0.5 m pixels, as HiRISE's map projections
 GEOTRANSFORM_DEG = (145.0, 0.005, 0, -20.0, 0, -0.005)
@@ -121,8 +121,7 @@ def _extreme(kind: str) -> tuple[list[np.ndarray], int, float | None]:
     "float32 declared nodata -3.4e38"])
 def test_extreme_values_give_finite_probabilities(tiny_model, tmp_path, kind):
     bands, gdal_type, nodata = _extreme(kind)
-    path = write_tif(tmp_path / "extreme.tif", bands, gdal_type, (145.0, 0.005, 0, -20.0, 0, -0.005), moon_wkt(),
-                     nodata)
+    path = write_tif(tmp_path / "extreme.tif", bands, gdal_type, GEOTRANSFORM_DEG, moon_wkt(), nodata)
     res = run(INPUT=str(path), MODEL=str(tiny_model))
     (feat,) = list(res["OUTPUT"].getFeatures())
     probs = [feat[name] for name in feat.fields().names() if name.startswith("p_")]
@@ -145,8 +144,8 @@ def test_rgba_raster_uses_the_alpha_band_as_a_mask(tiny_model, tmp_path):
     t = (texture(seed=9) * 200 + 20).astype(np.uint8)
     alpha = np.full(t.shape, 255, np.uint8)
     alpha[:, :40] = 0  # 62% transparent
-    path = write_tif(tmp_path / "rgba.tif", [t, t[::-1], t[:, ::-1], alpha], gdal.GDT_Byte,
-                     (145.0, 0.005, 0, -20.0, 0, -0.005), moon_wkt(), options=("PHOTOMETRIC=RGB", "ALPHA=YES"))
+    path = write_tif(tmp_path / "rgba.tif", [t, t[::-1], t[:, ::-1], alpha], gdal.GDT_Byte, GEOTRANSFORM_DEG,
+                     moon_wkt(), options=("PHOTOMETRIC=RGB", "ALPHA=YES"))
     layer = QgsRasterLayer(str(path), "rgba")
     source = raster_source(layer)
     assert [b.number for b in source.image_bands] == [1, 2, 3] and source.alpha_band.number == 4
