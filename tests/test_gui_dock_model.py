@@ -1,8 +1,8 @@
-"""The Planet Terrain panel's model box, driven through its widgets: no model, a broken model, the provider choice.
+"""The Planet Terrain panel's model box and life cycle: no model, a broken model, the provider choice, unloading.
 
 Same real QGIS interface, toolbar action and real file dialogs as test_gui_dock.py, whose fixtures these tests use:
-the panel must name a missing or broken model file and offer the install, and the provider chosen in it must be
-the setting every run (panel, map tool, Processing) loads the model with.
+the panel must name a missing or broken model file and offer the install, the provider chosen in it must be the
+setting every run (panel, map tool, Processing) loads the model with, and unloading the plugin removes the panel.
 """
 from __future__ import annotations
 
