@@ -12,7 +12,7 @@ MODELS_DIR ?= planet_terrain_plugin/models
 # was not; v1.1.0's is, see MODEL_CARD.md); `SHIP_VARIANTS=fp16,int8` ships it, at 23 MB more in the repository.
 SHIP_VARIANTS ?= fp16
 
-.PHONY: train calibrate evaluate export smoke score pretrain ablation int8 ood known-direction
+.PHONY: train calibrate evaluate export smoke score pretrain ablation int8 ood known-direction mirror-views
 PRETRAIN_CONFIG ?= training/configs/pretrain.json
 ABLATION_SPEC ?= training/configs/ablation.json
 
@@ -47,6 +47,10 @@ ood: venv ## Fit the OOD score of OOD_MODEL (a file with logits [+ embedding]), 
 
 known-direction: venv ## Validation only: a logistic known-vs-"other" direction in OOD_MODEL's embedding against the softmax gate, and where Apollo cells fall on it (MODEL_CARD.md)
 	$(PY) -m training.known_direction --model $(OOD_MODEL)
+
+MODEL_VERSION ?=
+mirror-views: venv ## The shipped one-view fp16 with the mirror view in its graph, recalibrated on validation, measured (MODEL_VERSION=1.3.0; SHIP=1: replace it; then make int8)
+	$(PY) -m export.ship_views --version $(MODEL_VERSION) --data-root $(DATA_ROOT) --v1-root $(V1_ROOT) $(if $(SHIP),--ship)
 
 int8: venv ## int8 of the shipped model (OOD score kept in float32), scored against fp32 on the test split, written beside it (the plugin zip carries it)
 	$(PY) -m export.shipped_int8 --data-root $(DATA_ROOT) --v1-root $(V1_ROOT)

@@ -25,6 +25,13 @@ def run_contract(run_dir: str | Path, base: ModelContract) -> ModelContract:
     run = Path(run_dir)
     cal = json.loads((run / "calibration.json").read_text())
     m = json.loads((run / "metrics.json").read_text())
+    return base.replace(temperature=float(cal["temperature"]), threshold=float(cal["threshold"]),
+                        variant=VariantInfo("fp32"), metrics=headline_metrics(m))
+
+
+def headline_metrics(m: dict) -> dict:
+    """The contract's ``metrics`` from a ``metrics.json``-shaped dict (``training.evaluate.split_metrics`` and
+    ``epochs_trained``)."""
     metrics: dict = {"split": "test (source-image grouped, see split.json)"}
     img, lm = m["per_image"]["all"], m["per_landmark"]["all"]
     metrics.update({k: _r(img[k]) for k in HEADLINE})
@@ -32,8 +39,7 @@ def run_contract(run_dir: str | Path, base: ModelContract) -> ModelContract:
     metrics.update({f"{k}_v1_crops": _r(m["per_image"]["v1_crops"][k]) for k in ("macro_f1", "auroc_known_vs_other")})
     metrics.update({f"{k}_v3_crops": _r(m["per_image"]["v3_crops"][k]) for k in ("macro_f1", "auroc_known_vs_other")})
     metrics.update(n_test_known=img["n_known"], n_test_other=img["n_other"], epochs=m["epochs_trained"])
-    return base.replace(temperature=float(cal["temperature"]), threshold=float(cal["threshold"]),
-                        variant=VariantInfo("fp32"), metrics=metrics)
+    return metrics
 
 
 def _r(x):

@@ -56,7 +56,7 @@ def add_embedding_output(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
     feature = penultimate(model)
     elem = elem_types(model).get(feature, TensorProto.FLOAT)
-    shape = _feature_shape(model, feature)
+    shape = feature_shape(model, feature)
     if elem == TensorProto.FLOAT:
         graph.node.append(helper.make_node("Identity", [feature], [EMBEDDING], name="embedding_out"))
     else:
@@ -71,7 +71,7 @@ def add_embedding_output(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _feature_shape(model: onnx.ModelProto, feature: str) -> list:
+def feature_shape(model: onnx.ModelProto, feature: str) -> list:
     """(N, D) with D read from the final layer's weight, N symbolic like the logits' batch axis."""
     graph = model.graph
     batch = graph.output[0].type.tensor_type.shape.dim[0]

@@ -79,13 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     startup = out / "startup.py"
     startup.write_text(STARTUP)
     site = [p for p in sys.path if p.endswith("site-packages") and str(ROOT) in p]  # the venv's onnxruntime
-    env = dict(os.environ, SHOT_OUT=str(out), SHOT_RASTER=args.raster, GDAL_PAM_ENABLED="NO",
+    # xcb: the desktop draws on Xvfb's screen; the Makefile's offscreen platform (for tests) has no clipboard, on
+    # which QGIS's main window crashes while it starts.
+    env = dict(os.environ, SHOT_OUT=str(out), SHOT_RASTER=args.raster, GDAL_PAM_ENABLED="NO", QT_QPA_PLATFORM="xcb",
                PYTHONPATH=os.pathsep.join(site + [str(ROOT)]))
     cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "qgis", "--profiles-path", str(profile(out)),
            "--nologo", "--noversioncheck", "--code", str(startup)]
+    shots = [out / "desktop.png", out / "dock.png"]
+    for shot in shots:  # pictures of an earlier run must not pass for this one's
+        shot.unlink(missing_ok=True)
     done = subprocess.run(cmd, env=env, timeout=args.timeout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
-    shots = [out / "desktop.png", out / "dock.png"]
     if not all(p.is_file() for p in shots):
         print(done.stdout[-3000:], file=sys.stderr)
         print("error: QGIS ended without taking the screenshots (see its output above)", file=sys.stderr)

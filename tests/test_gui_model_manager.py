@@ -17,6 +17,7 @@ from local_http import Behaviour, LocalServer
 from planet_terrain_plugin import classFactory
 from planet_terrain_plugin import plugin as plugin_module
 from planet_terrain_plugin.core import models
+from planet_terrain_plugin.core.contract import read_contract
 from planet_terrain_plugin.gui import model_manager
 from planet_terrain_plugin.gui.model_manager import COLUMNS, ModelManagerDialog
 from planet_terrain_plugin.qgis_io import model_library as library
@@ -79,7 +80,8 @@ def test_shipped_models_are_listed_with_their_facts_in_plain_words(open_dialog):
     listed = {r["Variant"]: r for r in rows(dialog)}
     assert set(shipped) <= set(listed)
     int8 = listed["int8"]
-    assert int8["Name"] == "planet_terrain_resnet50" and int8["Version"] == "1.2.0"
+    shipped_version = read_contract(str(shipped["int8"])).model_version
+    assert int8["Name"] == "planet_terrain_resnet50" and int8["Version"] == shipped_version
     assert int8["Size"] == f"{shipped['int8'].stat().st_size / 1e6:.1f} MB"
     assert "crater" in int8["Classes"] and int8["Bodies"] == "Mars, Moon, Vesta" and int8["Scale (m/px)"] == "0.5–12"
     assert int8["From"] == "the plugin" and int8["Default on"] == "CPU"

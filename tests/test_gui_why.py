@@ -13,6 +13,7 @@ from conftest import wait_until
 from export import gallery as builder
 from paths import HIRISE_V3
 from planet_terrain_plugin.core import explain
+from planet_terrain_plugin.core.contract import read_contract
 from planet_terrain_plugin.core.gallery import NO_GALLERY, gallery_path
 from planet_terrain_plugin.core.models import variant_path
 from planet_terrain_plugin.gui import run_panel
@@ -154,7 +155,8 @@ def test_a_cell_of_another_model_or_without_its_raster_is_not_run(why_dock, apol
     install_model_setting(str(tiny_model))
     why_dock.refresh_model()
     assert not box.heatmap_button.isEnabled()
-    assert "classified by planet_terrain_resnet50 1.2.0" in box.explain_problem()
+    shipped = read_contract(str(variant_path("int8")))
+    assert f"classified by {shipped.model_name} {shipped.model_version}" in box.explain_problem()
     assert box.start_heatmap() is None
     texts = [m for level in bar.messages.values() for m in level]
     assert any("choose that model in the Model box" in t for t in texts), texts

@@ -191,6 +191,36 @@ def test_score_through_the_image_entry_point(chain):
     assert result["provider"] == "CPUExecutionProvider"
 
 
+def test_mirror_views_ship_a_recalibrated_two_view_file(chain, tmp_path):
+    """``make mirror-views`` end to end on the toy run's fp16 file, given an OOD score as ``make ood`` adds one:
+    a new version that answers an image and its mirror alike, with refitted calibration and measured figures."""
+    import shutil
+
+    import onnx
+
+    from export.common import set_contract
+    from export.ood_graph import add_ood_score, fit_gaussian, stage_output
+    from export.ship_views import build
+
+    fp16 = chain["paths"]["fp16"]
+    model = onnx.load(str(fp16))
+    stats = fit_gaussian(np.random.default_rng(0).normal(size=(64, 1024)), 8, stage_output(model, "layer3"))
+    base = read_contract(str(fp16))
+    src = tmp_path / "shipped" / fp16.name
+    src.parent.mkdir()
+    one_view = base.replace(outputs=("logits", "embedding", "ood_score"), ood_threshold=5.0)
+    onnx.save(set_contract(add_ood_score(model, stats), one_view), str(src))
+    shutil.copy2(chain["run"] / "split.json", src.parent / f"{base.model_name}.split.json")
+    report = build(src, tmp_path / "out", "9.9.9", chain["cfg"], RASTERS)
+    two = read_contract(str(tmp_path / "out" / fp16.name))
+    assert (two.model_version, two.metrics["test_time_views"], two.variant.name) == ("9.9.9", 2, "fp16")
+    assert two.ood_threshold == 5.0 and two.temperature > 0 and "ood_probes_right_reason" in two.metrics
+    assert report["probes"]["n"] > 0 and report["test"]["scores"]["per_image"]["all"]["n_known"] > 0
+    x = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    session = load_model(str(tmp_path / "out" / fp16.name), "cpu")
+    np.testing.assert_allclose(session.run(x).logits, session.run(x[..., ::-1].copy()).logits, atol=1e-2)
+
+
 def test_ablation_scores_every_arm_alike_and_resumes(tmp_path):
     """The issue-5 harness at toy size: two trained arms with different levers, their ensemble, TTA on one."""
     from training.ablation import run_ablation

@@ -82,6 +82,32 @@ def score(lk: np.ndarray, y: np.ndarray, lo: np.ndarray, temperature: float, thr
     return out
 
 
+def _subsets(test: Sequence[Record], t: float, thr: float, names: Sequence[str]):
+    """``subset(records, logits_of_test, curves)``: :func:`score` of some of the test records."""
+    by_path = {r.path: i for i, r in enumerate(test)}
+
+    def subset(recs: Sequence[Record], lg: np.ndarray, curves: bool = False) -> dict:
+        known = [r for r in recs if r.known]
+        other = [r for r in recs if not r.known]
+        lk = lg[[by_path[r.path] for r in known]] if known else np.zeros((0, len(names)))
+        lo = lg[[by_path[r.path] for r in other]] if other else np.zeros((0, len(names)))
+        return score(lk, np.array([r.label - 1 for r in known], int), lo, t, thr, names, curves)
+    return subset
+
+
+def split_metrics(test: Sequence[Record], logits: np.ndarray, t: float, thr: float, names: Sequence[str]) -> dict:
+    """``per_image`` and ``per_landmark`` scores (all, v3-style and v1-style crops) of the test ``logits``:
+    the part of ``metrics.json`` a model file's contract quotes (``export.common.run_contract``)."""
+    subset = _subsets(test, t, thr, names)
+    v3 = [r for r in test if r.version == "v3"]
+    v1 = [r for r in test if r.version == "v1"]
+    return {"per_image": {"all": subset(test, logits, curves=True), "v3_crops": subset(v3, logits),
+                          "v1_crops": subset(v1, logits)},
+            "per_landmark": {"all": subset(one_per_landmark(test), logits),
+                             "v3_crops": subset(one_per_landmark(v3), logits),
+                             "v1_crops": subset(one_per_landmark(v1), logits)}}
+
+
 def evaluate(run_dir: str | Path, ckpt_name: str = "last.pt", cache_dir: str | None = "runs/cache",
              extras: bool = True) -> dict:
     """Score the run; ``extras`` adds TTA and robustness (they cost 8x and 3x inference)."""
@@ -94,26 +120,11 @@ def evaluate(run_dir: str | Path, ckpt_name: str = "last.pt", cache_dir: str | N
     logits = logits_for(model, test, data.cache)
     if ckpt_name == "last.pt":  # what training.significance bootstraps: not computed a second time there
         save_test_logits(run, logits, test, contract.num_classes)
-    by_path = {r.path: i for i, r in enumerate(test)}
-
-    def subset(recs: Sequence[Record], lg: np.ndarray = logits, curves: bool = False) -> dict:
-        known = [r for r in recs if r.known]
-        other = [r for r in recs if not r.known]
-        lk = lg[[by_path[r.path] for r in known]] if known else np.zeros((0, len(names)))
-        lo = lg[[by_path[r.path] for r in other]] if other else np.zeros((0, len(names)))
-        return score(lk, np.array([r.label - 1 for r in known], int), lo, t, thr, names, curves)
-
-    v3 = [r for r in test if r.version == "v3"]
-    v1 = [r for r in test if r.version == "v1"]
-    result = {
-        "checkpoint": ckpt_name, "epochs_trained": ckpt["epoch"] + 1, "temperature": t, "threshold": thr,
-        "calibration": cal,
-        "per_image": {"all": subset(test, curves=True), "v3_crops": subset(v3), "v1_crops": subset(v1)},
-        "per_landmark": {"all": subset(one_per_landmark(test)), "v3_crops": subset(one_per_landmark(v3)),
-                         "v1_crops": subset(one_per_landmark(v1))},
-    }
+    result = {"checkpoint": ckpt_name, "epochs_trained": ckpt["epoch"] + 1, "temperature": t, "threshold": thr,
+              "calibration": cal, **split_metrics(test, logits, t, thr, names)}
     if extras:
         base = result["per_image"]["all"]
+        subset = _subsets(test, t, thr, names)
         tta = logits_for(model, test, data.cache, views=8)
         s = subset(test, tta)
         result["tta"] = {k: s[k] for k in ("macro_f1", "accuracy", "ece_after", "other_rejected",

@@ -36,6 +36,8 @@ from training.ood_data import load_data, onnx_outputs, records_outputs
 from training.ood_probes import all_probes, probe_reason
 
 APOLLO = ("AS15-M-0295_SML_geo.tif", "AS15-M-0296_SML_geo.tif")
+#: Share of validation known-class images the OOD gate keeps: its threshold is their score's quantile.
+GATE_QUANTILE = 0.95
 APOLLO_CELL_PX = 113  # 20 km on the Apollo frames (0.00585 deg/px, 30.3 km per degree on the Moon)
 
 
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/ood")
     p.add_argument("--stage", default="layer3", help="graph stage whose pooled output is scored, or 'embedding'")
     p.add_argument("--axes", type=int, default=128, help="principal axes of the Gaussian")
-    p.add_argument("--quantile", type=float, default=0.95, help="share of validation known-class images the gate keeps")
+    p.add_argument("--quantile", type=float, default=GATE_QUANTILE, help="share of validation known-class images the gate keeps")
     p.add_argument("--other-step", type=int, default=3, help="fit on every n-th training 'other' crop")
     p.add_argument("--version", default="1.2.0")
     p.add_argument("--ship", help="model file to replace with the result (e.g. the --model itself)")
@@ -139,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     val = records_outputs(final, data, data.splits["val"], "val")
     known = np.array([r.known for r in data.splits["val"]])
     threshold = float(np.quantile(val[OOD_SCORE][known], a.quantile))
-    report = measure(a, data, base, final, val, threshold)
+    test_logits = records_outputs(final, data, data.splits["test"], "test")[LOGITS]
+    old = records_outputs(src, data, data.splits["test"], "test-input")[LOGITS]
+    if not np.array_equal(old, test_logits):
+        raise SystemExit(f"logits changed (max |d| {np.abs(old - test_logits).max():.3g}); not written")
+    header = {"stage": a.stage, "axes": a.axes, "quantile": a.quantile, "logits_bit_identical_on_test": True}
+    report = measure(Path(a.rasters), data, base, final, val, threshold, header)
     contract = base.replace(model_version=a.version,
                             outputs=(LOGITS, EMBEDDING, OOD_SCORE), ood_threshold=threshold,
                             metrics={**base.metrics, **report["contract_metrics"]})
@@ -153,24 +160,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(a, data, base, final: Path, val: dict, threshold: float) -> dict:
-    """Every figure of the report; raises if the logits are not bit-for-bit those of the input model."""
+def measure(rasters: Path, data, base, final: Path, val: dict, threshold: float, header: dict) -> dict:
+    """Every figure of the report on the model file ``final`` under ``base``'s temperature and threshold, with
+    the OOD limit ``threshold``; ``header`` (how the score was fitted) leads the report."""
     gated = base.replace(outputs=(LOGITS, EMBEDDING, OOD_SCORE), ood_threshold=threshold)
     test = records_outputs(final, data, data.splits["test"], "test")
-    old = records_outputs(Path(a.model), data, data.splits["test"], "test-input")
-    if not np.array_equal(old[LOGITS], test[LOGITS]):
-        raise SystemExit(f"logits changed (max |d| {np.abs(old[LOGITS] - test[LOGITS]).max():.3g}); not written")
     labels = {s: np.array([r.label for r in data.splits[s]]) for s in ("val", "test")}
-    probes = all_probes(Path(a.rasters))
-    apollo = onnx_outputs(final, apollo_tensors(Path(a.rasters), base))
+    probes = all_probes(rasters)
+    apollo = onnx_outputs(final, apollo_tensors(rasters, base))
     table = probe_table(probes, final, gated)
     n_ood = sum(f["reasons"].get(Reason.OUT_OF_DISTRIBUTION.value, 0) for f in table.values())
     n_abst = sum(f["n"] - f["reasons"].get("labelled", 0) for f in table.values())
     n_right = sum(f["right_reason"] for f in table.values())
     figures = {"val": split_figures(val, labels["val"], base, gated),
                "test": split_figures(test, labels["test"], base, gated)}
-    return {"stage": a.stage, "axes": a.axes, "quantile": a.quantile, "ood_threshold": round(threshold, 4),
-            "size_kb": round(final.stat().st_size / 1024), "logits_bit_identical_on_test": True,
+    return {**header, "ood_threshold": round(threshold, 4), "size_kb": round(final.stat().st_size / 1024),
             **figures, "probes": {"n": len(probes), "abstained": n_abst, "out_of_distribution": n_ood,
                                   "right_reason": n_right, "by_family": table},
             "apollo_20km_cells": apollo_figures(apollo, base, gated),
