@@ -23,11 +23,10 @@ from onnx import helper, numpy_helper
 from planet_terrain_plugin.core.contract import EMBEDDING, OOD_SCORE, read_contract
 
 from .embedding import feature_shape, penultimate
+from .ood_graph import CENTRE
 
 #: Prefix of every node and initializer this module adds.
 PREFIX = "mirror_"
-#: The node of :mod:`export.ood_graph` that reads the pooled features of the out-of-distribution score.
-OOD_CENTRE = "ood_centre"
 #: The metrics key recording how many views the file averages.
 VIEWS_KEY = "test_time_views"
 
@@ -47,10 +46,15 @@ def _rewire(graph: onnx.GraphProto, old: str, new: str, skip: set[str]) -> None:
                 node.input[i] = new
 
 
+def has_mirror_view(model: onnx.ModelProto) -> bool:
+    """Whether :func:`add_mirror_view` made this graph (its network then runs on twice the batch)."""
+    return any(n.name.startswith(PREFIX) for n in model.graph.node)
+
+
 def add_mirror_view(model: onnx.ModelProto) -> onnx.ModelProto:
     """Return ``model`` computing its logits (and embedding) as the mean over the image and its mirror image."""
     graph = model.graph
-    if any(n.name.startswith(PREFIX) for n in graph.node):
+    if has_mirror_view(model):
         raise ValueError("the model already averages a mirror view")
     image = graph.input[0].name
     feature = penultimate(model)
@@ -68,7 +72,7 @@ def add_mirror_view(model: onnx.ModelProto) -> onnx.ModelProto:
                              name=PREFIX + "pair"), _mean_of_pair(model)]
     _rewire(graph, image, PREFIX + "views", skip=set())
     _rewire(graph, feature, PREFIX + "mean", skip=set())
-    centre = next((n for n in graph.node if n.name == OOD_CENTRE), None)
+    centre = next((n for n in graph.node if n.name == CENTRE), None)
     if centre is not None and centre.input[0] == EMBEDDING:
         raise ValueError("the out-of-distribution score reads the embedding, which becomes the mean of the views: "
                          "its statistics would no longer hold; fit it again (`make ood`) after adding the view")

@@ -24,6 +24,8 @@ from .embedding import elem_types, add_embedding_output
 PREFIX = "ood_"
 #: The pooled float32 features the score reads, when they come from an intermediate stage.
 POOLED = PREFIX + "features"
+#: The node that reads the features (its first input): where the score's input can be re-routed.
+CENTRE = PREFIX + "centre"
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def add_ood_score(model: onnx.ModelProto, stats: GaussianStats) -> onnx.ModelPro
         reduce = helper.make_node("ReduceSumSquare", [PREFIX + "z"], [PREFIX + "d2"], name=PREFIX + "d2", axes=[1],
                                   keepdims=0)
     graph.node.extend([
-        helper.make_node("Sub", [features, PREFIX + "mean"], [PREFIX + "centred"], name=PREFIX + "centre"),
+        helper.make_node("Sub", [features, PREFIX + "mean"], [PREFIX + "centred"], name=CENTRE),
         helper.make_node("MatMul", [PREFIX + "centred", PREFIX + "projection"], [PREFIX + "z"], name=PREFIX + "project"),
         reduce,
         helper.make_node("Sqrt", [PREFIX + "d2"], [OOD_SCORE], name=PREFIX + "distance")])

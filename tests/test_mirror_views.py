@@ -67,3 +67,14 @@ def test_the_shipped_model_answers_an_image_and_its_mirror_alike():
     a, b = _run(path, x), _run(path, x[..., ::-1].copy())
     np.testing.assert_allclose(a["logits"], b["logits"], atol=2e-2)
     assert np.abs(a["ood_score"] - b["ood_score"]).max() > 1e-3
+
+
+def test_make_ood_refuses_a_two_view_file(tmp_path):
+    """The OOD score is fitted on one view (its layers' batch is the images'); on a two-view file it would pool
+    twice as many rows as images, so ``make ood`` says which order works instead."""
+    from training import ood
+
+    path = tmp_path / "two.onnx"
+    onnx.save(add_mirror_view(build_tiny_model()), str(path))
+    with pytest.raises(SystemExit, match="make ood.*then add the view"):
+        ood.main(["--model", str(path), "--out", str(tmp_path / "out")])

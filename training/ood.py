@@ -30,6 +30,7 @@ from planet_terrain_plugin.core.session import load_model
 
 from export.common import set_contract
 from export.embedding import add_embedding_output
+from export.mirror_views import has_mirror_view
 from export.ood_graph import POOLED, add_ood_score, fit_gaussian, pooled_float, stage_output
 from training.metrics import auroc
 from training.ood_data import load_data, onnx_outputs, records_outputs
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     src = Path(a.model)
+    if has_mirror_view(onnx.load(str(src))):
+        raise SystemExit(f"'{src}' averages a mirror view, so its layers run on twice the batch: fit the OOD score on "
+                         "the one-view file (make ood), then add the view (make mirror-views)")
     data = load_data(src, a.split)
     base = data.contract
     feats = feature_model(src, a.stage, out / "features.onnx")
