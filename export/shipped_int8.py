@@ -41,8 +41,9 @@ def ood_agreement(reference: Path, variant: Path, x: np.ndarray, threshold: floa
     return round(float(((scores(reference) > threshold) == (scores(variant) > threshold)).mean()), 4)
 
 
-def build(source: Path, out: Path, data_root: str, v1_root: str, work: Path) -> dict:
-    """Write the int8 of ``source`` to ``out``; returns its scores against the fp32 reference."""
+def build(source: Path, out: Path, data_root: str, v1_root: str, work: Path, rasters: Path) -> dict:
+    """Write the int8 of ``source`` to ``out``; returns its scores against the fp32 reference and, with an OOD
+    score, its own probe-set shares (the source's would claim the source's results for this file)."""
     contract = read_contract(str(source))
     fp32 = upcast_fp16(source, work / f"{contract.model_name}.fp32-from-{source.stem.split('.')[-1]}.onnx")
     split = source.parent / f"{contract.model_name}.split.json"
@@ -54,7 +55,12 @@ def build(source: Path, out: Path, data_root: str, v1_root: str, work: Path) -> 
     scores = variant_scores(run_onnx(partial, ts.tensors), run_onnx(fp32, ts.tensors), ts, contract)
     agreement = ood_agreement(fp32, partial, ts.tensors, contract.ood_threshold)
     if agreement is not None:
+        from training.ood import probe_counts, probe_metrics, probe_table
+        from training.ood_probes import all_probes
+
         scores["ood_decision_agreement_vs_fp32"] = agreement
+        table = probe_table(all_probes(rasters), partial, variant_contract(contract, "int8", scores))
+        scores.update(probe_metrics(probe_counts(table)))
     onnx.save(set_contract(onnx.load(str(partial)), variant_contract(contract, "int8", scores)), str(out))
     partial.unlink()
     return scores
@@ -66,13 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(variant_path("int8")), help="where the int8 file goes")
     p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "hirise-map-proj-v3"))
     p.add_argument("--v1-root", default=str(ROOT.parent / "shared" / "data" / "hirise-map-proj-v1"))
+    p.add_argument("--rasters", default=str(ROOT.parent / "shared" / "data" / "rasters"), help="for the probe set")
     a = p.parse_args(argv)
     out = Path(a.out)
     if out.exists():
         raise SystemExit(f"'{out}' already exists; remove it first if it should be rebuilt")
     work = ROOT / "build" / "int8"
     work.mkdir(parents=True, exist_ok=True)
-    scores = build(Path(a.model), out, a.data_root, a.v1_root, work)
+    scores = build(Path(a.model), out, a.data_root, a.v1_root, work, Path(a.rasters))
     print(json.dumps(scores, indent=1))
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) into {MODELS_DIR if out.parent == MODELS_DIR else out.parent}")
     return 0

@@ -15,6 +15,7 @@ import pytest
 from paths import RASTERS
 from planet_terrain_plugin.core import session as session_mod
 from planet_terrain_plugin.core.calibrate import Reason
+from planet_terrain_plugin.core.contract import read_contract
 from planet_terrain_plugin.core.models import installed_variants
 from planet_terrain_plugin.core.session import load_model
 from training.ood_probes import all_probes, probe_reason
@@ -47,6 +48,15 @@ def test_probe_set_gets_the_right_reason(answers):
         right = sum(r is p.expected for p, r in part)
         wrong = Counter((p.family, r.value or "labelled") for p, r in part if r is not p.expected)
         assert right / len(part) >= floor, (held_out, wrong)
+
+
+def test_each_file_quotes_its_own_probe_result(answers):
+    """The share in a file's contract (``make ood``, ``make mirror-views``, ``make int8``) is the one measured here
+    for that very file: the int8 file must not quote the fp16 file's result."""
+    variant, answers = answers
+    tuned = [(p, r) for p, r in answers if not p.held_out]
+    quoted = read_contract(str(installed_variants()[variant])).metrics["ood_probes_right_reason"]
+    assert quoted == round(sum(r is p.expected for p, r in tuned) / len(tuned), 4)
 
 
 def test_families_that_are_always_answered_right(answers):

@@ -173,20 +173,30 @@ def measure(rasters: Path, data, base, final: Path, val: dict, threshold: float,
     probes = all_probes(rasters)
     apollo = onnx_outputs(final, apollo_tensors(rasters, base))
     table = probe_table(probes, final, gated)
-    n_ood = sum(f["reasons"].get(Reason.OUT_OF_DISTRIBUTION.value, 0) for f in table.values())
-    n_abst = sum(f["n"] - f["reasons"].get("labelled", 0) for f in table.values())
-    n_right = sum(f["right_reason"] for f in table.values())
+    counts = probe_counts(table)
     figures = {"val": split_figures(val, labels["val"], base, gated),
                "test": split_figures(test, labels["test"], base, gated)}
     return {**header, "ood_threshold": round(threshold, 4), "size_kb": round(final.stat().st_size / 1024),
-            **figures, "probes": {"n": len(probes), "abstained": n_abst, "out_of_distribution": n_ood,
-                                  "right_reason": n_right, "by_family": table},
+            **figures, "probes": {**counts, "by_family": table},
             "apollo_20km_cells": apollo_figures(apollo, base, gated),
             "contract_metrics": {"ood_test_known_kept": figures["test"]["with_ood_gate"]["known_kept"],
                                  "ood_test_other_rejected": figures["test"]["with_ood_gate"]["other_rejected"],
-                                 "ood_probes_abstained": round(n_abst / len(probes), 4),
-                                 "ood_probes_right_reason": round(n_right / len(probes), 4),
-                                 "ood_probes_out_of_distribution": round(n_ood / len(probes), 4)}}
+                                 **probe_metrics(counts)}}
+
+
+def probe_counts(table: dict[str, dict]) -> dict[str, int]:
+    """Totals of a :func:`probe_table`: probes, abstained, given ``out_of_distribution``, given the right reason."""
+    return {"n": sum(f["n"] for f in table.values()),
+            "abstained": sum(f["n"] - f["reasons"].get("labelled", 0) for f in table.values()),
+            "out_of_distribution": sum(f["reasons"].get(Reason.OUT_OF_DISTRIBUTION.value, 0) for f in table.values()),
+            "right_reason": sum(f["right_reason"] for f in table.values())}
+
+
+def probe_metrics(counts: dict[str, int]) -> dict[str, float]:
+    """The probe-set shares a model file's contract quotes (``metrics``), from :func:`probe_counts`."""
+    return {"ood_probes_abstained": round(counts["abstained"] / counts["n"], 4),
+            "ood_probes_right_reason": round(counts["right_reason"] / counts["n"], 4),
+            "ood_probes_out_of_distribution": round(counts["out_of_distribution"] / counts["n"], 4)}
 
 
 def markdown(r: dict) -> str:
