@@ -39,7 +39,7 @@ test: venv ## Run the test suite inside a real, headless QGIS
 demo: venv ## Apollo 15 Moon raster, shipped model, headless qgis_process: extent + 20 km grid + PNG map (build/demo)
 	$(PY) -m scripts.demo --raster "$(RASTER)" --out "$(OUT)"
 
-screenshot: venv ## The panel after a 20 km grid, from the real QGIS desktop under Xvfb (build/screenshot/dock.png, desktop.png)
+screenshot: venv ## The panel after a 20 km grid and "Why this label" with a heatmap, from the real QGIS desktop under Xvfb (build/screenshot/dock.png, why.png, desktop.png)
 	$(PY) -m scripts.screenshot --out build/screenshot
 
 deploy: ## Link the plugin into your QGIS profile (QGIS_PROFILE=... to choose another)

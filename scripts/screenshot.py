@@ -3,8 +3,10 @@
 A throw-away QGIS profile (under ``--out``) links the plugin and enables it; QGIS starts with
 :data:`STARTUP` as its ``--code`` script, which loads the Apollo frame, opens the panel, runs a 20 km grid
 over the layer from the panel's Run button and, once it has finished, saves the whole screen
-(``desktop.png``) and the panel's full contents (``dock.png``, what the README shows). The picture is the
-test of a layout change that a geometry check cannot see: look at it.
+(``desktop.png``) and the panel's full contents (``dock.png``); then it selects the most confident crater cell,
+opens "Why this label", draws its heatmap and saves that section beside the map zoomed on the cell
+(``why.png``). The README shows the last two. The picture is the test of a layout change that a geometry check
+cannot see: look at it.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ STARTUP = textwrap.dedent('''
     from qgis.utils import iface, plugins
     from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
     from qgis.PyQt.QtCore import QTimer
+    from qgis.PyQt.QtGui import QColor, QPainter, QPixmap
     from qgis.PyQt.QtWidgets import QApplication
     from planet_terrain_plugin.gui import run_panel
 
@@ -50,6 +53,40 @@ STARTUP = textwrap.dedent('''
         QApplication.processEvents()
         QApplication.primaryScreen().grabWindow(0).save(os.path.join(OUT, "desktop.png"))
         dock.widget().widget().grab().save(os.path.join(OUT, "dock.png"))
+        why()
+
+    def why():  # the most confident crater cell, its "Why this label" section and its heatmap over the cell
+        layer = dock.result_layer()
+        cell = max((f for f in layer.getFeatures() if f["label"] == "crater"), key=lambda f: f["confidence"])
+        layer.selectByIds([cell.id()])
+        dock.why_box.setCollapsed(False)
+        dock.why_box.refresh()
+        dock.why_box.start_heatmap()
+        canvas = iface.mapCanvas()
+        canvas.setSelectionColor(QColor(0, 0, 0, 0))  # QGIS's yellow selection fill would hide the heatmap
+        box = cell.geometry().boundingBox()
+        box.grow(box.width() * 0.25)
+        canvas.setExtent(canvas.mapSettings().layerToMapCoordinates(layer, box))
+        canvas.refresh()
+        wait(lambda: dock.why_box.task is None and dock.why_box.heatmap_layer is not None, compose)
+
+    def wait(ready, then, tries=600):
+        if ready() or tries == 0:
+            QTimer.singleShot(3000, then)  # the canvas draws the new layer meanwhile
+        else:
+            QTimer.singleShot(100, lambda: wait(ready, then, tries - 1))
+
+    def compose():
+        QApplication.processEvents()
+        side, view = dock.why_box.grab(), iface.mapCanvas().grab()
+        view = view.scaledToHeight(min(view.height(), side.height()))
+        picture = QPixmap(side.width() + view.width(), max(side.height(), view.height()))
+        picture.fill(QColor("white"))
+        painter = QPainter(picture)
+        painter.drawPixmap(0, 0, side)
+        painter.drawPixmap(side.width(), 0, view)
+        painter.end()
+        picture.save(os.path.join(OUT, "why.png"))
         QgsApplication.exit(0)
 
     QTimer.singleShot(3000, run)
@@ -85,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                PYTHONPATH=os.pathsep.join(site + [str(ROOT)]))
     cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "qgis", "--profiles-path", str(profile(out)),
            "--nologo", "--noversioncheck", "--code", str(startup)]
-    shots = [out / "desktop.png", out / "dock.png"]
+    shots = [out / "desktop.png", out / "dock.png", out / "why.png"]
     for shot in shots:  # pictures of an earlier run must not pass for this one's
         shot.unlink(missing_ok=True)
     done = subprocess.run(cmd, env=env, timeout=args.timeout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
