@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--axes", type=int, default=128, help="principal axes of the Gaussian")
     p.add_argument("--quantile", type=float, default=GATE_QUANTILE, help="share of validation known-class images the gate keeps")
     p.add_argument("--other-step", type=int, default=3, help="fit on every n-th training 'other' crop")
-    p.add_argument("--version", default="1.2.0")
+    p.add_argument("--version", help="model_version of the written file (default: the input model's own)")
     p.add_argument("--ship", help="model file to replace with the result (e.g. the --model itself)")
     a = p.parse_args(argv)
     out = Path(a.out)
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"logits changed (max |d| {np.abs(old - test_logits).max():.3g}); not written")
     header = {"stage": a.stage, "axes": a.axes, "quantile": a.quantile, "logits_bit_identical_on_test": True}
     report = measure(Path(a.rasters), data, base, final, val, threshold, header)
-    contract = base.replace(model_version=a.version,
+    contract = base.replace(model_version=a.version or base.model_version,
                             outputs=(LOGITS, EMBEDDING, OOD_SCORE), ood_threshold=threshold,
                             metrics={**base.metrics, **report["contract_metrics"]})
     onnx.save(set_contract(onnx.load(str(final)), contract), str(final))
