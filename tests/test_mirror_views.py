@@ -6,9 +6,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from export.common import set_contract
 from export.mirror_views import VIEWS_KEY, add_mirror_view
 from export.ood_graph import GaussianStats, add_ood_score
-from model_factory import TINY_OOD_STATS, build_tiny_model
+from model_factory import TINY_OOD_STATS, build_tiny_model, tiny_contract
 from planet_terrain_plugin.core.contract import EMBEDDING, read_contract
 from planet_terrain_plugin.core.models import default_model_path
 
@@ -78,3 +79,14 @@ def test_make_ood_refuses_a_two_view_file(tmp_path):
     onnx.save(add_mirror_view(build_tiny_model()), str(path))
     with pytest.raises(SystemExit, match="make ood.*then add the view"):
         ood.main(["--model", str(path), "--out", str(tmp_path / "out")])
+
+
+def test_make_mirror_views_wants_the_ood_score_first(tmp_path):
+    """The views go in after ``make ood`` (which fits on one view): a file without the score is refused."""
+    from export.ship_views import build
+
+    path = tmp_path / "one.onnx"
+    onnx.save(set_contract(build_tiny_model(), tiny_contract()), str(path))
+    with pytest.raises(ValueError, match="run `make ood` on it first"):
+        build(path, tmp_path / "out", "9.9.9", None, tmp_path)
+    assert not (tmp_path / "out").exists()
