@@ -36,11 +36,9 @@ def _const(graph: onnx.GraphProto, name: str, values: list[int]) -> str:
     return PREFIX + name
 
 
-def _rewire(graph: onnx.GraphProto, old: str, new: str, skip: set[str]) -> None:
-    """Every node outside ``skip`` that reads ``old`` reads ``new`` instead."""
+def _rewire(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Every node of ``graph`` that reads ``old`` reads ``new`` instead."""
     for node in graph.node:
-        if node.name in skip:
-            continue
         for i, name in enumerate(node.input):
             if name == old:
                 node.input[i] = new
@@ -61,6 +59,10 @@ def add_mirror_view(model: onnx.ModelProto) -> onnx.ModelProto:
     width = feature_shape(model, feature)[1]
     if width is None:
         raise ValueError(f"cannot read the width of the penultimate feature '{feature}'")
+    centre = next((n for n in graph.node if n.name == CENTRE), None)
+    if centre is not None and centre.input[0] == EMBEDDING:
+        raise ValueError("the out-of-distribution score reads the embedding, which becomes the mean of the views: "
+                         "its statistics would no longer hold; fit it again (`make ood`) after adding the view")
     int64_min = int(np.iinfo(np.int64).min)
     views = [
         helper.make_node("Slice", [image, _const(graph, "last", [-1]), _const(graph, "before_first", [int64_min]),
@@ -70,12 +72,8 @@ def add_mirror_view(model: onnx.ModelProto) -> onnx.ModelProto:
     ]
     mean = [helper.make_node("Reshape", [feature, _const(graph, "pair_shape", [2, -1, width])], [PREFIX + "pair"],
                              name=PREFIX + "pair"), _mean_of_pair(model)]
-    _rewire(graph, image, PREFIX + "views", skip=set())
-    _rewire(graph, feature, PREFIX + "mean", skip=set())
-    centre = next((n for n in graph.node if n.name == CENTRE), None)
-    if centre is not None and centre.input[0] == EMBEDDING:
-        raise ValueError("the out-of-distribution score reads the embedding, which becomes the mean of the views: "
-                         "its statistics would no longer hold; fit it again (`make ood`) after adding the view")
+    _rewire(graph, image, PREFIX + "views")
+    _rewire(graph, feature, PREFIX + "mean")
     first = []
     if centre is not None:
         first = [helper.make_node("Shape", [image], [PREFIX + "n"], name=PREFIX + "n", start=0, end=1),
