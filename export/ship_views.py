@@ -26,6 +26,7 @@ from planet_terrain_plugin.core.models import variant_path
 
 from export.common import TestSet, headline_metrics, set_contract, variant_contract, variant_scores
 from export.mirror_views import VIEWS_KEY, add_mirror_view
+from export.ood_graph import PREFIX as OOD_PREFIX
 from export.quantize import upcast_fp16
 from training.calibrate import fit_temperature, threshold_for_rejection
 from training.config import TrainConfig
@@ -53,6 +54,9 @@ def build(source: Path, out_dir: Path, version: str, cfg: TrainConfig, rasters: 
     base = read_contract(str(source))
     if base.ood_threshold is None:
         raise ValueError(f"'{source}' has no out-of-distribution score; run `make ood` on it first")
+    if base.variant.name != "fp16":
+        raise ValueError(f"'{source}' is the {base.variant.name} variant; give the fp16 file (the int8 one is "
+                         "quantised from the result by `make int8`)")
     out_dir.mkdir(parents=True, exist_ok=True)
     two = out_dir / source.name
     onnx.save(add_mirror_view(onnx.load(str(source))), str(two))
@@ -70,7 +74,8 @@ def build(source: Path, out_dir: Path, version: str, cfg: TrainConfig, rasters: 
     scores = variant_scores(fp16_logits, ref_logits, TestSet(np.zeros((len(test), 0)), labels), contract)
     contract = variant_contract(contract, "fp16", scores)
     val = records_outputs(two, data, data.splits["val"], "val")
-    header = {"stage": "layer3 (first view)", "axes": int(_ood_axes(two)), "quantile": GATE_QUANTILE, "views": 2,
+    header = {"stage": "first view, as `make ood` fitted it", "axes": _ood_axes(two), "quantile": GATE_QUANTILE,
+              "views": 2,
               "temperature": round(t, 4), "threshold": round(thr, 4)}
     report = measure(rasters, data, contract, two, val, float(base.ood_threshold), header)
     contract = contract.replace(metrics={**contract.metrics, **report["contract_metrics"]})
@@ -84,7 +89,7 @@ def build(source: Path, out_dir: Path, version: str, cfg: TrainConfig, rasters: 
 
 def _ood_axes(path: Path) -> int:
     inits = {i.name: i for i in onnx.load(str(path)).graph.initializer}
-    return int(inits["ood_projection"].dims[1])
+    return int(inits[OOD_PREFIX + "projection"].dims[1])
 
 
 def main(argv: list[str] | None = None) -> int:
