@@ -49,10 +49,9 @@ def peak_rss_mb() -> float:
 def model_variants() -> dict[str, Path]:
     """fp32 and int8 files to measure: `make export`'s own, else built here from the shipped model.
 
-    A fresh clone ships the fp16 file only (fp32 is ~94 MB; int8 is not the CPU default, see the model card).
-    fp16 weights upcast to fp32 give the same network with fp32 arithmetic, which is what the speed of fp32
-    depends on, and int8 is then quantised from that fp32 exactly as `make export` does it (once, cached in
-    build/bench). ``make export``'s files in ``runs/default/export`` are used when present.
+    A clone ships the fp16 and int8 files (fp32 is ~94 MB). fp16 weights upcast to fp32 give the same network
+    with fp32 arithmetic, which is what the speed of fp32 depends on; without an int8 file, int8 is quantised
+    from that fp32 exactly as `make export` does it (once, cached in build/bench). ``make export``'s files in ``runs/default/export`` are used when present.
     ``PLANET_TERRAIN_BENCH_MODELS`` points at another models folder.
     """
     from export.quantize import upcast_fp16
