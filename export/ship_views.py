@@ -28,10 +28,9 @@ from export.common import TestSet, headline_metrics, set_contract, variant_contr
 from export.mirror_views import VIEWS_KEY, add_mirror_view
 from export.ood_graph import PREFIX as OOD_PREFIX
 from export.quantize import upcast_fp16
-from training.calibrate import fit_temperature, threshold_for_rejection
+from training.calibrate import fit_calibration
 from training.config import TrainConfig
 from training.evaluate import split_metrics
-from training.model import class_probs
 from training.ood import GATE_QUANTILE, markdown, measure
 from training.ood_data import load_data, records_outputs
 
@@ -44,9 +43,7 @@ def calibrated(ref: Path, data, target: float) -> tuple[float, float]:
     logits = records_outputs(ref, data, val, "val")[LOGITS].astype(np.float64)
     known = np.array([r.known for r in val])
     y = np.array([r.label - 1 for r in val])[known]
-    t = fit_temperature(logits[known], y)
-    n = data.contract.num_classes
-    return t, threshold_for_rejection(class_probs(logits[~known], t, n).max(1), target)
+    return fit_calibration(logits[known], y, logits[~known], target, data.contract.num_classes)
 
 
 def build(source: Path, out_dir: Path, version: str, cfg: TrainConfig, rasters: Path) -> dict:
@@ -58,8 +55,8 @@ def build(source: Path, out_dir: Path, version: str, cfg: TrainConfig, rasters: 
         raise ValueError(f"'{source}' is the {base.variant.name} variant; give the fp16 file (the int8 one is "
                          "quantised from the result by `make int8`)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    two = out_dir / source.name
-    onnx.save(add_mirror_view(onnx.load(str(source))), str(two))
+    two, model = out_dir / source.name, add_mirror_view(onnx.load(str(source)))
+    onnx.save(model, str(two))
     ref = upcast_fp16(two, out_dir / f"{base.model_name}.fp32-from-fp16.onnx")
     split = source.parent / f"{base.model_name}.split.json"
     data = load_data(ref, split, cfg=cfg)
@@ -74,12 +71,11 @@ def build(source: Path, out_dir: Path, version: str, cfg: TrainConfig, rasters: 
     scores = variant_scores(fp16_logits, ref_logits, TestSet(np.zeros((len(test), 0)), labels), contract)
     contract = variant_contract(contract, "fp16", scores)
     val = records_outputs(two, data, data.splits["val"], "val")
-    header = {"stage": "first view, as `make ood` fitted it", "axes": _ood_axes(two), "quantile": GATE_QUANTILE,
-              "views": 2,
-              "temperature": round(t, 4), "threshold": round(thr, 4)}
+    header = {"stage": "first view, as `make ood` fitted it", "axes": _ood_axes(model), "quantile": GATE_QUANTILE,
+              "views": 2, "temperature": round(t, 4), "threshold": round(thr, 4)}
     report = measure(rasters, data, contract, two, val, float(base.ood_threshold), header)
     contract = contract.replace(metrics={**contract.metrics, **report["contract_metrics"]})
-    onnx.save(set_contract(onnx.load(str(two)), contract), str(two))
+    onnx.save(set_contract(model, contract), str(two))
     scored["per_image"]["all"].pop("curves")
     report["test"]["scores"] = scored
     (out_dir / "views_report.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -87,8 +83,8 @@ def build(source: Path, out_dir: Path, version: str, cfg: TrainConfig, rasters: 
     return report
 
 
-def _ood_axes(path: Path) -> int:
-    inits = {i.name: i for i in onnx.load(str(path)).graph.initializer}
+def _ood_axes(model: onnx.ModelProto) -> int:
+    inits = {i.name: i for i in model.graph.initializer}
     return int(inits[OOD_PREFIX + "projection"].dims[1])
 
 

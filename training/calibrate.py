@@ -52,6 +52,15 @@ def threshold_for_rejection(other_top: np.ndarray, target: float) -> float:
     return float(min(1.0, np.nextafter(s[k - 1], np.inf)))
 
 
+def fit_calibration(known_logits: np.ndarray, y: np.ndarray, other_logits: np.ndarray, target: float,
+                    num_classes: int) -> tuple[float, float]:
+    """(temperature, threshold) from validation logits: T on the known images, then the threshold rejecting
+    ``target`` of the "other" pool at that T. Shared by ``calibrate`` and ``export.ship_views``."""
+    t = fit_temperature(known_logits, y) if len(y) else 1.0
+    other_top = class_probs(other_logits, t, num_classes).max(1) if len(other_logits) else np.zeros(0)
+    return t, threshold_for_rejection(other_top, target)
+
+
 def calibrate(run_dir: str | Path, ckpt_name: str = "last.pt", target: float | None = None,
               cache_dir: str | None = "runs/cache") -> dict:
     run = Path(run_dir)
@@ -61,11 +70,10 @@ def calibrate(run_dir: str | Path, ckpt_name: str = "last.pt", target: float | N
     y = np.array([r.label - 1 for r in known])
     lk = logits_for(model, known, data.cache)
     lo = logits_for(model, other, data.cache)
-    t = fit_temperature(lk, y) if len(y) else 1.0
     target = cfg.target_other_rejection if target is None else target
     n = contract.num_classes
+    t, thr = fit_calibration(lk, y, lo, target, n)
     pk, po = class_probs(lk, t, n), class_probs(lo, t, n)
-    thr = threshold_for_rejection(po.max(1) if len(po) else np.zeros(0), target)
     result = {
         "checkpoint": ckpt_name, "temperature": t, "threshold": thr, "target_other_rejection": target,
         "val_nll_before": nll(class_probs(lk, 1.0, n), y), "val_nll_after": nll(pk, y),
