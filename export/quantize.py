@@ -10,11 +10,13 @@ from __future__ import annotations
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 
-from training.rundata import RunData
+if TYPE_CHECKING:  # a type only: importing it loads torch, which `make bench` must not measure
+    from training.rundata import RunData
 
 
 class _Reader:
