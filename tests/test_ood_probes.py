@@ -87,6 +87,7 @@ def test_make_oods_probe_table_is_the_plugins_answer(answers, tmp_path):
     shutil.copy(src, tmp_path / "model.onnx")
     tuned = [p for p, _ in answers if not p.held_out]
     table = probe_table(tuned, tmp_path / "model.onnx", read_contract(str(src)))
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["model.onnx"]  # nothing left beside the model it measured
     expected = Counter()
     for p, r in answers:
         if not p.held_out:

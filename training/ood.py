@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -91,15 +92,16 @@ def probe_table(probes, model_path: Path, contract) -> dict[str, dict]:
     """Each probe's reason as the plugin gives it (``ood_probes.probe_reason``: the raster-kind check, the input
     check, the model with ``contract``'s threshold and OOD limit, the out-of-scale rule), counted per family:
     ``{family: {"n", "right_reason", "reasons": {reason or "labelled": count}}}``."""
-    with_contract = model_path.with_name("probe-model.onnx")  # the file as it will ship, with this contract
-    onnx.save(set_contract(onnx.load(str(model_path)), contract), str(with_contract))
-    model = load_model(str(with_contract))
     reasons: dict[str, Counter] = {}
     right: Counter = Counter()
-    for p in probes:
-        reason = probe_reason(model, p)
-        reasons.setdefault(p.family, Counter())[reason.value or "labelled"] += 1
-        right[p.family] += reason is p.expected
+    with tempfile.TemporaryDirectory(prefix="planet-terrain-probe-model-") as tmp:  # never beside a shipped file
+        with_contract = Path(tmp) / "probe-model.onnx"  # the file as it will ship, with this contract
+        onnx.save(set_contract(onnx.load(str(model_path)), contract), str(with_contract))
+        model = load_model(str(with_contract))
+        for p in probes:
+            reason = probe_reason(model, p)
+            reasons.setdefault(p.family, Counter())[reason.value or "labelled"] += 1
+            right[p.family] += reason is p.expected
     return {fam: {"n": sum(c.values()), "right_reason": right[fam], "reasons": dict(c)} for fam, c in reasons.items()}
 
 
