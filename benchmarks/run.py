@@ -11,7 +11,7 @@ import json
 import os
 import platform
 
-from benchmarks import baselines, ceiling, pipeline, scaling
+from benchmarks import baselines, ceiling, heatmap, pipeline, scaling
 from benchmarks.common import BUILD, print_table
 
 
@@ -57,7 +57,7 @@ def interleaved(rounds: int) -> tuple[list[dict], list[dict]]:
 
 
 def summarise(ceil: list[dict], pipe: list[dict], base: list[dict], scale: list[dict],
-              capped: list[dict]) -> list[list]:
+              capped: list[dict], heat: list[dict]) -> list[list]:
     by = {(r["precision"], r["batch"]): r["images_per_s"] for r in ceil}
     rows = []
     for r in pipe:
@@ -73,6 +73,7 @@ def summarise(ceil: list[dict], pipe: list[dict], base: list[dict], scale: list[
     int8 = by.get(("int8", 32))
     if fp32 and int8:
         rows.append(["int8 / fp32 (bare, batch 32)", 32, int8 / fp32, "", ""])
+    rows += [[f"heatmap {h['precision']} (seconds)", "", h["seconds"], "", ""] for h in heat]
     for label, runs in (("", scale), (", GDAL cache 64 MB", capped)):
         if len(runs) > 1:
             growth = runs[-1]["peak_rss_mb"] - runs[0]["peak_rss_mb"]
@@ -120,16 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     BUILD.mkdir(parents=True, exist_ok=True)
     print(f"Machine: {machine()}")
     ceil, pipe = interleaved(args.rounds)
+    heat = heatmap.main()  # before the baselines, which load torch into this process
     base = [] if args.skip_baselines else baselines.main()
     scale = [] if args.skip_scaling else scaling.main(["--sizes", args.sizes])
     # The same ends with GDAL's block cache capped: attributes any growth to the cache or to the pipeline.
     ends = args.sizes.split(",")
     capped = [] if args.skip_scaling else scaling.main(["--sizes", f"{ends[0]},{ends[-1]}", "--gdal-cache-mb", "64"])
-    rows = summarise(ceil, pipe, base, scale, capped)
+    rows = summarise(ceil, pipe, base, scale, capped, heat)
     print_table("Summary (ratios measured in this run)", ["what", "batch", "rate or ratio", "ceiling", "vs ceiling"],
                 rows)
     results = {"machine": machine(), "ceiling": ceil, "pipeline": pipe, "baselines": base, "scaling": scale,
-               "scaling_gdal_cache_64mb": capped}
+               "scaling_gdal_cache_64mb": capped, "heatmap": heat}
     (BUILD / "results.json").write_text(json.dumps(results, indent=2))
     plot(ceil, pipe, BUILD / "results.png")
     print(f"\nWrote {BUILD / 'results.json'} and {BUILD / 'results.png'}")

@@ -5,8 +5,6 @@ preprocessed exactly as training evaluated it.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -51,16 +49,10 @@ def test_occlusion_map_of_a_real_crater(int8, crater_input):
     (decision,) = decide(int8.logits(crater_input[None]), contract)
     index = explain.class_to_explain(contract, decision.label, decision.probs)
     assert contract.class_names[index] == "crater"
-    explain.occlusion_map(int8, crater_input, index, patch=16, stride=16)  # warm the session
-    start = time.perf_counter()
-    result = explain.occlusion_map(int8, crater_input, index)
-    seconds = time.perf_counter() - start
-    print(f"\nocclusion map {result.drop.shape}, patch {result.patch} px, stride {result.stride} px: "
-          f"{seconds:.2f} s; base p {result.base_probability:.3f}, largest drop {result.drop.max():.3f}")
+    result = explain.occlusion_map(int8, crater_input, index)  # its time: `make bench` (benchmarks/heatmap.py)
     assert result.drop.shape == (24, 24) and result.drop.dtype == np.float32
     assert result.base_probability == pytest.approx(decision.probs[index], abs=1e-5)
     assert np.isfinite(result.drop).all() and result.drop.max() > 0.0
-    assert seconds < 10.0  # ~1 s on two idle cores; the bound leaves room for a loaded machine
 
 
 def test_the_same_patch_everywhere_gives_the_all_grey_drop(int8, crater_input):
