@@ -20,10 +20,10 @@ def measure(repeats: int = 3) -> list[dict]:
     from planet_terrain_plugin.core.preprocess import preprocess
     from planet_terrain_plugin.core.session import load_model
 
+    block, mask = read_image(str(CRATER))
     rows = []
     for precision, path in model_variants().items():
         model = load_model(str(path))
-        block, mask = read_image(str(CRATER))
         tensor = preprocess(block, model.contract, mask).tensor
         (decision,) = decide(model.logits(tensor[None]), model.contract)
         index = explain.class_to_explain(model.contract, decision.label, decision.probs)
