@@ -51,7 +51,8 @@ def model_variants() -> dict[str, Path]:
 
     A clone ships the fp16 and int8 files (fp32 is ~94 MB). fp16 weights upcast to fp32 give the same network
     with fp32 arithmetic, which is what the speed of fp32 depends on; without an int8 file, int8 is quantised
-    from that fp32 exactly as `make export` does it (once, cached in build/bench). ``make export``'s files in ``runs/default/export`` are used when present.
+    from that fp32 exactly as `make export` does it (once, cached in build/bench). ``make export``'s files in
+    ``runs/default/export`` are used when present.
     ``PLANET_TERRAIN_BENCH_MODELS`` points at another models folder.
     """
     from export.quantize import upcast_fp16
