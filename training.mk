@@ -12,7 +12,7 @@ MODELS_DIR ?= planet_terrain_plugin/models
 # was not; v1.1.0's is, see MODEL_CARD.md); `SHIP_VARIANTS=fp16,int8` ships it, at 23 MB more in the repository.
 SHIP_VARIANTS ?= fp16
 
-.PHONY: train calibrate evaluate export smoke score pretrain ablation int8 ood known-direction mirror-views
+.PHONY: train calibrate evaluate export smoke score pretrain ablation int8 ood known-direction landform-gate mirror-views
 PRETRAIN_CONFIG ?= training/configs/pretrain.json
 ABLATION_SPEC ?= training/configs/ablation.json
 
@@ -47,6 +47,9 @@ ood: venv ## Fit the OOD score of OOD_MODEL (a file with logits [+ embedding]), 
 
 known-direction: venv ## Validation only: a logistic known-vs-"other" direction in OOD_MODEL's embedding against the softmax gate, and where Apollo cells fall on it (MODEL_CARD.md)
 	$(PY) -m training.known_direction --model $(OOD_MODEL)
+
+landform-gate: venv ## Validation: the direction as a gate beside a lower softmax threshold (TEST=1: the test split too, once), and what it would do on Apollo cells (MODEL_CARD.md)
+	$(PY) -m training.landform_gate --model $(OOD_MODEL) $(if $(TEST),--test)
 
 MODEL_VERSION ?=
 mirror-views: venv ## The shipped one-view fp16 with the mirror view in its graph, recalibrated on validation, measured (MODEL_VERSION=1.3.0; SHIP=1: replace it; then make int8)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from training.known_direction import fit_direction
-from training.metrics import auroc
+from training.metrics import auroc, coverage_at_rejection
 
 
 def test_the_direction_finds_a_separating_axis_among_noise_axes():
@@ -20,3 +20,23 @@ def test_the_direction_finds_a_separating_axis_among_noise_axes():
     assert auroc(s[fresh_known], s[~fresh_known]) > 0.95
     shuffled = fit_direction(x, rng.permutation(known), axes=40, l2=1e-3)(fresh)  # labels carry nothing
     assert auroc(shuffled[fresh_known], shuffled[~fresh_known]) < 0.75
+
+
+def test_the_pair_gate_keeps_what_each_score_alone_would_lose():
+    """Known images that only the softmax doubts and "other" images that only the direction doubts: the pair
+    (a lower softmax threshold and the direction) keeps the first and rejects the second, and labels exactly
+    the images whose two scores pass."""
+    from training.landform_gate import fit_pair, pair_score
+    rng = np.random.default_rng(1)
+    known = np.arange(1000) < 200
+    top = np.where(known, rng.uniform(0.3, 1.0, 1000), rng.uniform(0.14, 0.9, 1000))
+    direction = np.where(known, rng.normal(2.0, 1.0, 1000), rng.normal(-2.0, 1.0, 1000))
+    ts, td, kept = fit_pair(top, direction, known, (0.2, 0.3, 0.5, 0.72))
+    softmax_kept = coverage_at_rejection(top[known], top[~known])
+    assert ts <= 0.3 and kept > softmax_kept + 0.3
+    labelled = pair_score(top, direction, ts) > td
+    assert np.array_equal(labelled, (top >= ts) & (direction > td))
+    assert 1 - labelled[~known].mean() >= 0.9
+    assert labelled[known].mean() == kept
+    # where the softmax threshold changes nothing, the higher one is kept
+    assert fit_pair(np.full(1000, 0.9), direction, known, (0.2, 0.5))[0] == 0.5
