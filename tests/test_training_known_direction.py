@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from training.known_direction import fit_direction
+from training.landform_gate import fit_pair, pair_score
 from training.metrics import auroc, coverage_at_rejection
 
 
@@ -26,7 +27,6 @@ def test_the_pair_gate_keeps_what_each_score_alone_would_lose():
     """Known images that only the softmax doubts and "other" images that only the direction doubts: the pair
     (a lower softmax threshold and the direction) keeps the first and rejects the second, and labels exactly
     the images whose two scores pass."""
-    from training.landform_gate import fit_pair, pair_score
     rng = np.random.default_rng(1)
     known = np.arange(1000) < 200
     top = np.where(known, rng.uniform(0.3, 1.0, 1000), rng.uniform(0.14, 0.9, 1000))

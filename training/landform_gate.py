@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from planet_terrain_plugin.core.calibrate import decide, softmax
-from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, OOD_SCORE
+from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, OOD_SCORE, ModelContract
 
 from training.known_direction import fit_direction
 from training.metrics import coverage_at_rejection
@@ -51,13 +51,15 @@ def fit_pair(top: np.ndarray, direction: np.ndarray, known: np.ndarray,
     return best
 
 
-def operating(top, direction, ood, known, ts, td, ood_limit) -> tuple[float, float]:
+def operating(top: np.ndarray, direction: np.ndarray, ood: np.ndarray, known: np.ndarray, ts: float, td: float,
+              ood_limit: float) -> tuple[float, float]:
     """(known kept, "other" rejected) with fixed thresholds, the OOD gate included."""
     keep = (top >= ts) & (direction > td) & (ood <= ood_limit)
     return float(keep[known].mean()), float(1 - keep[~known].mean())
 
 
-def moon_labels(outs: dict, contract, gate=None, threshold: float | None = None) -> dict[str, int]:
+def moon_labels(outs: dict, contract: ModelContract, gate: np.ndarray | None = None,
+                threshold: float | None = None) -> dict[str, int]:
     """Label counts on Apollo cells under the Moon's rule (at ``threshold``, else the contract's), optionally
     with ``gate`` (bool per cell) on top."""
     labels = np.array([d.label for d in decide(outs[LOGITS], contract, body="Moon", threshold=threshold,
