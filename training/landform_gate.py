@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from planet_terrain_plugin.core.calibrate import decide, softmax
-from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, OOD_SCORE, ModelContract
+from planet_terrain_plugin.core.contract import EMBEDDING, LOGITS, OOD_SCORE, UNKNOWN_LABEL, ModelContract
 
 from training.known_direction import fit_direction
-from training.metrics import coverage_at_rejection
+from training.metrics import coverage_at_rejection, rejection_threshold
 from training.ood import apollo_tensors
 from training.ood_data import load_data, onnx_outputs, records_outputs
 from training.significance import interval, source_draws
@@ -46,8 +46,7 @@ def fit_pair(top: np.ndarray, direction: np.ndarray, known: np.ndarray,
         s = pair_score(top, direction, ts)
         kept = coverage_at_rejection(s[known], s[~known])
         if best is None or kept >= best[2]:
-            other = np.sort(s[~known])
-            best = (ts, float(other[int(np.ceil(0.9 * len(other))) - 1]), kept)
+            best = (ts, rejection_threshold(s[~known]), kept)
     return best
 
 
@@ -65,7 +64,7 @@ def moon_labels(outs: dict, contract: ModelContract, gate: np.ndarray | None = N
     labels = np.array([d.label for d in decide(outs[LOGITS], contract, body="Moon", threshold=threshold,
                                                ood_scores=outs[OOD_SCORE])])
     if gate is not None:
-        labels = np.where(gate, labels, "unknown")
+        labels = np.where(gate, labels, UNKNOWN_LABEL)
     return {k: int(v) for k, v in zip(*np.unique(labels, return_counts=True))}
 
 

@@ -100,6 +100,11 @@ def coverage_at_rejection(known_top: np.ndarray, other_top: np.ndarray, rejectio
     transfers (that is what ``abstention`` measures)."""
     if len(other_top) == 0 or len(known_top) == 0:
         return float("nan")
+    limit = rejection_threshold(other_top, rejection)
+    return float((np.asarray(known_top, float) >= np.nextafter(limit, np.inf)).mean())
+
+
+def rejection_threshold(other_top: np.ndarray, rejection: float = 0.90) -> float:
+    """The score at or below which ``rejection`` of the "other" images lie: a score above it is accepted."""
     s = np.sort(np.asarray(other_top, float))
-    k = min(len(s), max(1, int(np.ceil(rejection * len(s)))))
-    return float((np.asarray(known_top, float) >= np.nextafter(s[k - 1], np.inf)).mean())
+    return float(s[min(len(s), max(1, int(np.ceil(rejection * len(s))))) - 1])
